@@ -1,0 +1,39 @@
+# tap-fullstory: the README's two commands are `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
+export MELTANO_CLI_DISABLE_VERSION_CHECK := true
+
+.PHONY: venv test test-fast lint typecheck demo bench clean about
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev,s3,gcs]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Everything a test needs (emulator, PostgreSQL, S3/GCS/BigQuery stand-ins) is started by the tests
+# themselves (session fixtures) and stopped when they finish.
+test: venv services-venvs
+	$(BIN)/ruff check tap_fullstory tests bench
+	$(BIN)/pytest
+
+test-fast: venv
+	$(BIN)/pytest -m "not services and not meltano and not slow"
+
+lint: venv
+	$(BIN)/ruff check tap_fullstory tests bench
+	$(BIN)/mypy tap_fullstory
+
+about: venv
+	$(BIN)/tap-fullstory --about --format=markdown
+
+clean:
+	rm -rf .venv .venv-* .meltano output bench/out
+
+include ci/services.mk

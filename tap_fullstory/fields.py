@@ -1,0 +1,143 @@
+"""The FullStory export field catalogue, its Singer/Arrow schemas and hauser's CustomVars split.
+
+The catalogue is data, not code: a new FullStory field is one line here. Order follows hauser's
+``BaseExportFields`` so that column order matches tables hauser created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+INT, FLOAT, STR, TS = "integer", "number", "string", "date-time"
+
+#: The 58 standard export fields, in hauser's column order: (name, kind).
+STANDARD_FIELDS: tuple[tuple[str, str], ...] = (
+    ("IndvId", INT), ("UserId", INT), ("SessionId", INT), ("PageId", INT),
+    ("UserCreated", TS), ("UserAppKey", STR), ("UserDisplayName", STR), ("UserEmail", STR),
+    ("EventStart", TS), ("EventType", STR), ("EventSubType", STR), ("EventCustomName", STR),
+    ("EventTargetText", STR), ("EventTargetSelector", STR), ("EventPageOffset", INT),
+    ("EventSessionOffset", INT), ("EventModFrustrated", INT), ("EventModDead", INT),
+    ("EventModError", INT), ("EventModSuspicious", INT), ("EventVarErrorKind", STR),
+    ("EventVarFields", STR), ("EventWebSourceFileUrl", STR), ("EventFirstInputDelay", INT),
+    ("EventCumulativeLayoutShift", FLOAT), ("SessionStart", TS), ("PageName", STR),
+    ("PageStart", TS), ("PageDuration", INT), ("PageActiveDuration", INT), ("PageUrl", STR),
+    ("PageRefererUrl", STR), ("PageIp", STR), ("PageLatLong", STR), ("PageUserAgent", STR),
+    ("PageBrowser", STR), ("PageBrowserVersion", STR), ("PageDevice", STR), ("PagePlatform", STR),
+    ("PageOperatingSystem", STR), ("PageScreenWidth", INT), ("PageScreenHeight", INT),
+    ("PageViewportWidth", INT), ("PageViewportHeight", INT), ("PageNumEvents", INT),
+    ("PageNumDerivedEvents", INT), ("PageNumInfos", INT), ("PageNumWarnings", INT),
+    ("PageNumErrors", INT), ("PageClusterId", INT), ("PageMaxScrollDepthPercent", INT),
+    ("LoadDomContentTime", INT), ("LoadEventTime", INT), ("LoadFirstPaintTime", INT),
+    ("LoadLargestPaintTime", INT), ("ReqUrl", STR), ("ReqMethod", STR), ("ReqStatus", INT),
+)
+
+#: Names the legacy Data Export bundles used; they keep their own columns.
+LEGACY_FIELDS: tuple[tuple[str, str], ...] = (("PageAgent", STR), ("EventTargetSelectorTok", STR))
+
+#: hauser's ``MobileFields``: requested and known only with ``include_mobile_fields``.
+MOBILE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("AppName", STR), ("AppPackageName", STR), ("AppDeviceModel", STR), ("AppDeviceVendor", STR),
+    ("AppVersion", STR), ("AppOsVersion", STR), ("AppViewName", STR),
+    ("EventMobileSourceFile", STR),
+)
+
+#: Wildcards that make the segment export include every custom variable.
+CUSTOM_VAR_WILDCARDS: tuple[str, ...] = ("user_*", "evt_*", "page_*")
+
+CUSTOM_VARS = "CustomVars"
+EXPORT_START = "ExportStart"
+EXPORT_END = "ExportEnd"
+EVENT_ID = "EventId"
+
+
+def export_fields(*, mobile: bool) -> list[tuple[str, str]]:
+    """Every export column the tap knows for this configuration, in table order."""
+    return [*STANDARD_FIELDS, *LEGACY_FIELDS, *(MOBILE_FIELDS if mobile else ())]
+
+
+def requested_fields(*, mobile: bool) -> list[str]:
+    """The ``fields`` list sent to the segment export: standard, wildcards, then mobile (as hauser)."""
+    names = [name for name, _ in STANDARD_FIELDS]
+    names += CUSTOM_VAR_WILDCARDS
+    if mobile:
+        names += [name for name, _ in MOBILE_FIELDS]
+    return names
+
+
+def _nullable(kind: str) -> dict[str, t.Any]:
+    if kind == TS:
+        return {"type": ["string", "null"], "format": "date-time"}
+    return {"type": [kind, "null"]}
+
+
+def singer_schema(*, mobile: bool, event_id: bool = True) -> dict[str, t.Any]:
+    """The ``events`` stream's JSON Schema: typed catalogue columns, CustomVars, export window."""
+    props: dict[str, t.Any] = {}
+    if event_id:
+        props[EVENT_ID] = {"type": ["string"], "description": "Deterministic event key."}
+    for name, kind in export_fields(mobile=mobile):
+        props[name] = _nullable(kind)
+    props[CUSTOM_VARS] = {
+        "type": ["object", "null"],
+        "properties": {},
+        "additionalProperties": True,
+        "description": "Every field that is not a known export field, with its original key and value.",
+    }
+    props[EXPORT_START] = {"type": ["string"], "format": "date-time"}
+    props[EXPORT_END] = {"type": ["string"], "format": "date-time"}
+    return {"type": "object", "properties": props}
+
+
+class Splitter:
+    """Applies hauser's rule: known fields (matched case-insensitively) fill columns, the rest go to CustomVars.
+
+    Timestamps are normalised to RFC 3339 UTC keeping their fraction. Values are never coerced:
+    an int stays an int, a list stays a list.
+    """
+
+    __slots__ = ("_exact", "_lower", "_ts")
+
+    def __init__(self, *, mobile: bool) -> None:
+        fields = export_fields(mobile=mobile)
+        self._exact: dict[str, str] = {name: name for name, _ in fields}
+        self._exact[CUSTOM_VARS] = CUSTOM_VARS
+        self._lower: dict[str, str] = {k.lower(): v for k, v in self._exact.items()}
+        self._ts: frozenset[str] = frozenset(name for name, kind in fields if kind == TS)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name in self._exact if name != CUSTOM_VARS]
+
+    def split(self, row: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
+        """Return (columns, custom vars) for one export row."""
+        cols: dict[str, t.Any] = {}
+        custom: dict[str, t.Any] = {}
+        exact, lower, ts = self._exact, self._lower, self._ts
+        for key, value in row.items():
+            name = exact.get(key) or lower.get(key.lower())
+            if name is None or name == CUSTOM_VARS:
+                # An export can never carry our own CustomVars column; keep it as a custom var.
+                custom[key] = value
+            elif name in ts and value is not None:
+                cols[name] = normalize_timestamp(value)
+            else:
+                cols[name] = value
+        return cols, custom
+
+
+def normalize_timestamp(value: t.Any) -> t.Any:
+    """RFC 3339 UTC with 'Z', keeping milliseconds (or finer). FullStory's own form passes untouched."""
+    if not isinstance(value, str):
+        return value
+    if len(value) == 24 and value[-1] == "Z" and value[10] == "T" and value[19] == ".":
+        return value  # 2020-08-27T06:20:26.913Z, the form FullStory exports
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return value  # never drop data: an unparseable value is passed on as FullStory sent it
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    parsed = parsed.astimezone(dt.timezone.utc)
+    spec = "milliseconds" if parsed.microsecond % 1000 == 0 else "microseconds"
+    return parsed.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
