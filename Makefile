@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export MELTANO_CLI_DISABLE_VERSION_CHECK := true
 
-.PHONY: venv test test-fast lint typecheck demo bench clean about
+.PHONY: venv test test-fast lint typecheck demo bench clean about readme
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,3 +37,7 @@ clean:
 	rm -rf .venv .venv-* .meltano output bench/out
 
 include ci/services.mk
+
+readme: venv
+	$(BIN)/python scripts/readme_settings.py
+include ci/demo.mk

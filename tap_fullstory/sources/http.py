@@ -1,0 +1,238 @@
+"""HTTP for both FullStory APIs: auth, timeouts, retries honouring Retry-After, clear errors.
+
+Built on the SDK's RESTStream machinery (authenticator, `request_decorator`, backoff wait
+generator, `validate_response`) rather than a second copy of it. Every message is sanitised:
+the API key is never printed and signed download URLs are never shown.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+import typing as t
+from urllib.parse import urlsplit
+
+import backoff
+import requests
+from singer_sdk.authenticators import APIKeyAuthenticator
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.streams import RESTStream
+
+MAX_TRIES = 8
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+RETRY_AFTER_CAP = 3600.0
+
+
+class RejectedKeyError(FatalAPIError):
+    """FullStory refused the API key (401/403 on an API call)."""
+
+
+class ExpiredURLError(FatalAPIError):
+    """The signed download URL was refused (expired): ask for fresh results and retry."""
+
+
+class NotFoundError(FatalAPIError):
+    """404 on an API call: wrong api_url/region, or no export entitlement."""
+
+
+def safe_url(url: str) -> str:
+    """Scheme, host and path of an API URL, without the query string (which may carry secrets)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def retry_after_seconds(response: requests.Response | None) -> float | None:
+    """Seconds the server asked us to wait (delta-seconds or HTTP-date form), if any."""
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, min(seconds, RETRY_AFTER_CAP))
+
+
+def error_detail(response: requests.Response) -> str:
+    """A short, single-line reason from an error body (JSON `message`/`error`, or plain text).
+
+    The status is checked before the body is parsed: bodies may be HTML from a proxy.
+    """
+    text = ""
+    if "json" in response.headers.get("Content-Type", ""):
+        try:
+            body = response.json()
+            if isinstance(body, dict):
+                text = str(body.get("message") or body.get("error") or body.get("code") or "")
+        except ValueError:
+            text = ""
+    elif response.headers.get("Content-Type", "").startswith("text/plain"):
+        text = response.text
+    return " ".join(text.split())[:300]
+
+
+class FullStoryHTTPStream(RESTStream):
+    """Base stream: FullStory auth and a retrying `send` used by the export sources."""
+
+    #: 429 is retried; 5xx are retried by the SDK's rule.
+    extra_retry_statuses = [429]  # noqa: RUF012
+
+    @property
+    def url_base(self) -> str:
+        return str(self.config["api_url"]).rstrip("/")
+
+    @property
+    def authenticator(self) -> APIKeyAuthenticator:
+        # FullStory wants the raw key: "Authorization: Basic <key>" (not base64 user:password).
+        return APIKeyAuthenticator(
+            key="Authorization", value=f"Basic {self.config['api_key']}", location="header"
+        )
+
+    @property
+    def timeout(self) -> float:  # type: ignore[override]
+        return float(self.config.get("request_timeout", 300))
+
+    @property
+    def http_headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "integration-source": "tap-fullstory"}
+        headers.update(self.config.get("additional_headers") or {})
+        return headers
+
+    # --- retries -------------------------------------------------------------------------
+
+    def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:
+        """Retry-After when the server gives one, else capped exponential backoff with jitter."""
+
+        def waits() -> t.Generator[float, t.Any, None]:
+            attempt = 0
+            exc = yield 0.0
+            while True:
+                attempt += 1
+                asked = retry_after_seconds(getattr(exc, "response", None))
+                if asked is None:
+                    base = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+                    asked = base * (0.75 + random.random() / 2)
+                exc = yield asked
+
+        return waits()
+
+    def backoff_max_tries(self) -> int:
+        return MAX_TRIES
+
+    def backoff_handler(self, details: t.Any) -> None:
+        exc = details.get("exception")
+        self.logger.warning(
+            "Retrying in %.1f s (attempt %d of %d): %s",
+            details.get("wait") or 0.0,
+            details.get("tries") or 0,
+            MAX_TRIES,
+            exc,
+        )
+
+    def request_decorator(self, func: t.Callable) -> t.Callable:
+        return backoff.on_exception(
+            self.backoff_wait_generator,
+            (RetriableAPIError,),
+            max_tries=self.backoff_max_tries,
+            on_backoff=self.backoff_handler,
+            jitter=None,
+            logger=None,
+        )(func)
+
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        where = urlsplit(response.url).path
+        if status == 429 or status >= 500:
+            raise RetriableAPIError(
+                f"FullStory answered {status} for {where}: {error_detail(response) or response.reason}",
+                response,
+            )
+        if status in (401, 403):
+            raise RejectedKeyError(
+                f"FullStory rejected the API key (HTTP {status} for {where}): check api_key "
+                "(the segment export needs an Admin key)"
+            )
+        if status == 404:
+            raise NotFoundError(
+                f"FullStory answered 404 for {where}: check api_url (EU accounts use "
+                "https://api.eu1.fullstory.com; bundles use https://export.fullstory.com) and that "
+                "the account has the data export entitlement"
+            )
+        if 400 <= status < 500:
+            raise FatalAPIError(
+                f"FullStory answered {status} for {where}: {error_detail(response) or response.reason}"
+            )
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def _send_once(
+        self, prepared: requests.PreparedRequest, stream: bool, signed: bool = False
+    ) -> requests.Response:
+        try:
+            response = self.requests_session.send(prepared, timeout=self.timeout, stream=stream)
+        except requests.RequestException as exc:
+            # requests' messages embed the full URL; keep only the exception kind and path.
+            raise RetriableAPIError(
+                f"{type(exc).__name__} calling {urlsplit(prepared.url or '').path}"
+            ) from None
+        if signed and response.status_code in (400, 401, 403, 404, 410):
+            response.close()
+            raise ExpiredURLError(
+                f"the signed download URL was refused (HTTP {response.status_code}); it may have expired"
+            )
+        self.validate_response(response)
+        return response
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: t.Any = None,
+        params: dict[str, t.Any] | None = None,
+    ) -> t.Any:
+        """Call a FullStory API endpoint (authenticated, retried) and return its JSON body."""
+        request = requests.Request(
+            method, f"{self.url_base}{path}", json=json, params=params, headers=self.http_headers
+        )
+        prepared = self.authenticator(self.requests_session.prepare_request(request))
+        response = self.request_decorator(self._send_once)(prepared, False)
+        try:
+            return response.json()
+        except ValueError:
+            raise FatalAPIError(f"FullStory answered non-JSON for {path}") from None
+
+    def open_download(
+        self, url: str, *, authenticated: bool, offset: int = 0, what: str = "download"
+    ) -> requests.Response:
+        """Open a streaming GET. Signed URLs are fetched without our Authorization header.
+
+        Retries the opening only; the caller handles drops mid-body (it can resume with a Range
+        request from `offset`).
+        """
+        headers = {"Accept-Encoding": "gzip"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        request = requests.Request("GET", url, headers=headers)
+        prepared = self.requests_session.prepare_request(request)
+        if authenticated:
+            prepared = self.authenticator(prepared)
+            for key, value in self.http_headers.items():
+                prepared.headers.setdefault(key, value)
+        else:
+            prepared.headers.pop("Authorization", None)
+        return self.request_decorator(self._send_once)(prepared, True, not authenticated)
+
+
+def quiet_urllib3() -> None:
+    """urllib3 logs full URLs (with signed query strings) at DEBUG; keep it at WARNING."""
+    logging.getLogger("urllib3").setLevel(logging.WARNING)

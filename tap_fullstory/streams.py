@@ -1,0 +1,279 @@
+"""The `events` stream: export windows -> source (segment export or bundles) -> records.
+
+Data flows one way: `windows` plans [start, end) windows from the bookmark, a source fetches each
+window's file to a local spool, `decode` streams its rows, `fields` splits them into typed
+columns and CustomVars, `keys` adds EventId. The bookmark moves to a window's end only after its
+last record has been written, so it always means "the first window not yet fully emitted".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+import typing as t
+
+from singer_sdk.exceptions import FatalAPIError
+
+from tap_fullstory.fields import (
+    CUSTOM_VARS,
+    EVENT_ID,
+    EXPORT_END,
+    EXPORT_START,
+    Splitter,
+    requested_fields,
+    singer_schema,
+)
+from tap_fullstory.keys import EventKeyer, OutOfOrderError
+from tap_fullstory.output import FastSingerWriter, fast_path_allowed, utc_now_text
+from tap_fullstory.settings import BUNDLES, Settings
+from tap_fullstory.sources.decode import MalformedExportError, TruncatedExportError, iter_rows
+from tap_fullstory.sources.download import Spooled
+from tap_fullstory.sources.http import FullStoryHTTPStream, quiet_urllib3
+from tap_fullstory.sources.segment_export import SegmentExportSource
+from tap_fullstory.windows import Window, export_limit, fmt
+
+if t.TYPE_CHECKING:
+    from singer_sdk import Tap
+
+REDOWNLOADS = 3
+
+
+class Source(t.Protocol):
+    def windows(self, start: dt.datetime, limit: dt.datetime) -> t.Iterator[Window]: ...
+    def fetch(self, window: Window) -> Spooled: ...
+
+
+class EventsStream(FullStoryHTTPStream):
+    """Every FullStory event, one record per event, incremental on the export window start."""
+
+    name = "events"
+    path = ""
+    replication_key = EXPORT_START
+    is_sorted = True
+
+    def __init__(self, tap: Tap, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__(
+            tap=tap,
+            name=self.name,
+            schema=singer_schema(mobile=settings.include_mobile_fields, event_id=settings.event_id),
+        )
+        self.primary_keys = [EVENT_ID] if settings.event_id else []
+        #: RECORD mode writes STATE after each window; batch mode only after each day's file.
+        self.state_per_window = True
+        quiet_urllib3()
+        self._fast: bool | None = None
+        self._deselected: list[str] = []
+        self._extracted = utc_now_text()
+
+    @property
+    def check_sorted(self) -> bool:
+        # A bundle may straddle the bookmark (start_date inside it, or a changed cadence).
+        return self.settings.export_api != BUNDLES
+
+    # --- planning --------------------------------------------------------------------------
+
+    def starting_point(self, context: t.Any) -> dt.datetime:
+        """The bookmark (first window not fully emitted), else start_date."""
+        return self.get_starting_timestamp(context) or self.settings.start_date
+
+    def export_limit(self) -> dt.datetime:
+        s = self.settings
+        now = dt.datetime.now(dt.timezone.utc)
+        if s.export_api == BUNDLES:  # bundles have their own cadence: no window alignment
+            settled = now - s.export_delay
+            return settled if s.end_date is None else min(settled, s.end_date)
+        return export_limit(now, s.export_delay, s.end_date, s.export_window)
+
+    def source(self) -> Source:
+        s = self.settings
+        if s.export_api == BUNDLES:
+            from tap_fullstory.sources.bundles import BundlesSource
+
+            return BundlesSource(http=self, logger=self.logger, end_date=s.end_date)
+        return SegmentExportSource(
+            http=self,
+            segment_id=s.segment_id,
+            fields=requested_fields(mobile=s.include_mobile_fields),
+            window=s.export_window,
+            poll_interval=s.poll_interval,
+            poll_timeout=s.poll_timeout,
+            logger=self.logger,
+        )
+
+    # --- records ---------------------------------------------------------------------------
+
+    def plan(self, context: t.Any) -> Plan:
+        """The windows this run exports, from the bookmark up to the export limit."""
+        start = self.starting_point(context)
+        limit = self.export_limit()
+        if start >= limit:
+            self.logger.info(
+                "Nothing to export: the next window starts at %s and exports are allowed up to %s "
+                "(export_delay=%s%s)", fmt(start), fmt(limit), self.settings.export_delay,
+                f", end_date={fmt(self.settings.end_date)}" if self.settings.end_date else "",
+            )
+        return Plan(self.source(), start, limit, Progress(self.logger, start, limit))
+
+    @contextlib.contextmanager
+    def export(self, plan: Plan, window: Window) -> t.Iterator[t.Iterator[dict]]:
+        """Fetch one window's file and give its records; the spool is removed afterwards."""
+        begun = time.monotonic()
+        spooled = plan.source.fetch(window)
+        self._extracted = utc_now_text()
+        counter = _Counter()
+        try:
+            yield counter.wrap(self._window_records(window, spooled))
+        finally:
+            spooled.close()
+        plan.progress.done(window, counter.rows, spooled.size, time.monotonic() - begun)
+
+    def get_records(self, context: t.Any) -> t.Iterable[dict]:
+        plan = self.plan(context)
+        for window in plan:
+            with self.export(plan, window) as records:
+                yield from records
+            self.complete_window(window, context)
+
+    def _write_record_message(self, record: dict) -> None:
+        """RECORD output; skips the SDK's per-record conformance when it would change nothing."""
+        if self._fast is None:
+            self._fast = fast_path_allowed(self)
+            self._deselected = [
+                name for name in self.schema["properties"]
+                if not self.mask.get(("properties", name), True)
+            ]
+        if not self._fast:
+            super()._write_record_message(record)
+            return
+        for name in self._deselected:
+            record.pop(name, None)
+        FastSingerWriter.write_records(self.name, (record,), self._extracted)
+        self.state_manager.is_flushed = False
+
+    def complete_window(self, window: Window, context: t.Any) -> None:
+        """Move the bookmark to the window's end (and say so, in RECORD mode)."""
+        self._increment_stream_state({EXPORT_START: fmt(window.end)}, context=context)
+        if self.state_per_window:
+            self._write_state_message()
+
+    def _window_records(self, window: Window, spooled: Spooled) -> t.Iterator[dict]:
+        """Records of one window's file; a truncated file is downloaded again and resumed after the
+        rows already emitted (same export, same bytes), never emitting a row twice."""
+        splitter = Splitter(mobile=self.settings.include_mobile_fields)
+        split = splitter.split
+        export_start, export_end = fmt(window.start), fmt(window.end)
+        use_keys = self.settings.event_id
+        emitted = 0
+        redownloads = 0
+        whole_window = False
+        current = spooled
+        try:
+            while True:
+                keyer = EventKeyer(whole_window=whole_window)
+                position = 0
+                try:
+                    for row in iter_rows(current.path):
+                        cols, custom = split(row)
+                        if use_keys:
+                            cols[EVENT_ID] = keyer.key(cols)
+                        position += 1
+                        if position <= emitted:
+                            continue
+                        cols[CUSTOM_VARS] = custom
+                        cols[EXPORT_START] = export_start
+                        cols[EXPORT_END] = export_end
+                        emitted += 1
+                        yield cols
+                    return
+                except OutOfOrderError:
+                    self.logger.info(
+                        "Export %s is not sorted by EventStart; keying over the whole window",
+                        window.label,
+                    )
+                    whole_window = True
+                except MalformedExportError as exc:
+                    raise FatalAPIError(
+                        f"export {window.label}: {exc}; nothing of this window is bookmarked"
+                    ) from None
+                except TruncatedExportError as exc:
+                    redownloads += 1
+                    if current.again is None or redownloads > REDOWNLOADS:
+                        raise FatalAPIError(f"export {window.label}: {exc}") from None
+                    self.logger.warning(
+                        "Export %s: %s; downloading it again (resuming after row %d)",
+                        window.label, exc, emitted,
+                    )
+                    fresh = current.again()
+                    if current is not spooled:
+                        current.close()
+                    current = fresh
+        finally:
+            if current is not spooled:
+                current.close()
+
+
+class Plan:
+    """Iterates the planned windows; `peek()` looks one ahead (day batches need to know when a
+    day's last window has been done)."""
+
+    def __init__(self, source: Source, start: dt.datetime, limit: dt.datetime, progress: Progress) -> None:
+        self.source = source
+        self.start = start
+        self.limit = limit
+        self.progress = progress
+        self._windows = source.windows(start, limit)
+        self._next: Window | None = None
+
+    def __iter__(self) -> Plan:
+        return self
+
+    def __next__(self) -> Window:
+        if self._next is not None:
+            window, self._next = self._next, None
+            return window
+        return next(self._windows)
+
+    def peek(self) -> Window | None:
+        if self._next is None:
+            self._next = next(self._windows, None)
+        return self._next
+
+
+class _Counter:
+    """Counts the records a window yields, for the progress line."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def wrap(self, records: t.Iterator[dict]) -> t.Iterator[dict]:
+        for record in records:
+            self.rows += 1
+            yield record
+
+
+class Progress:
+    """One log line per window: rows, bytes, rows/s; during a backfill windows done/total and ETA."""
+
+    def __init__(self, logger: t.Any, start: dt.datetime, limit: dt.datetime) -> None:
+        self.logger = logger
+        self.start = start
+        self.limit = limit
+        self.begun = time.monotonic()
+        self.windows = 0
+        self.rows = 0
+
+    def done(self, window: Window, rows: int, size: int, seconds: float) -> None:
+        self.windows += 1
+        self.rows += rows
+        covered = (window.end - self.start).total_seconds()
+        total = max(1.0, (self.limit - self.start).total_seconds())
+        elapsed = time.monotonic() - self.begun
+        remaining = elapsed * (total - covered) / covered if covered > 0 else 0.0
+        self.logger.info(
+            "Window %s: %d rows, %.1f MB downloaded, %.0f rows/s; %d windows done, %.0f%% of the "
+            "range, ETA %s",
+            window.label, rows, size / 1e6, rows / seconds if seconds > 0 else 0.0, self.windows,
+            100 * min(1.0, covered / total), dt.timedelta(seconds=round(remaining)),
+        )

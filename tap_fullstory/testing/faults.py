@@ -1,0 +1,114 @@
+"""Fault scripting: "the nth request to endpoint E gets fault K", for retry/resume tests.
+
+Requests are counted per endpoint since start/reset; a fault matches requests nth .. nth+times-1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import typing as t
+
+ENDPOINTS = ("create", "operation", "operations_list", "results", "download", "list", "get", "segments")
+ANY = ("429_json", "429_html", "500", "503", "reset", "404", "401")
+BODY = ("reset_after_bytes", "truncated_gzip", "malformed_row", "expired")  # download/get only
+OPERATION = ("failed", "stuck_pending")  # operation only
+KINDS = ANY + BODY + OPERATION
+
+
+@dataclasses.dataclass
+class Fault:
+    """One scripted fault; params carry kind-specific values (retry_after, bytes, row, message)."""
+
+    endpoint: str
+    kind: str
+    nth: int = 1
+    times: int = 1
+    params: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {self.endpoint!r}; one of {', '.join(ENDPOINTS)}")
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {', '.join(KINDS)}")
+        if self.kind in BODY and self.endpoint not in ("download", "get"):
+            raise ValueError(f"fault {self.kind!r} applies to download/get only")
+        if self.kind in OPERATION and self.endpoint != "operation":
+            raise ValueError(f"fault {self.kind!r} applies to the operation endpoint only")
+        self.nth, self.times = int(self.nth), int(self.times)
+        if self.nth < 1 or self.times < 1:
+            raise ValueError("nth and times must be >= 1")
+
+    def matches(self, endpoint: str, request_no: int) -> bool:
+        return endpoint == self.endpoint and self.nth <= request_no < self.nth + self.times
+
+    def to_dict(self) -> dict[str, t.Any]:
+        return {"endpoint": self.endpoint, "kind": self.kind, "nth": self.nth, "times": self.times, **self.params}
+
+
+def _scalar(text: str) -> t.Any:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def parse_spec(spec: str) -> Fault:
+    """CLI form ``endpoint:kind[:key=value...]``, e.g. ``download:429_json:nth=2:retry_after=1``."""
+    parts = spec.split(":")
+    if len(parts) < 2:
+        raise ValueError(f"fault spec {spec!r}: expected endpoint:kind[:key=value...]")
+    kwargs: dict[str, t.Any] = {}
+    for item in parts[2:]:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"fault spec {spec!r}: {item!r} is not key=value")
+        kwargs[key.strip()] = _scalar(value.strip())
+    return from_dict({"endpoint": parts[0], "kind": parts[1], **kwargs})
+
+
+def from_dict(data: dict[str, t.Any]) -> Fault:
+    """JSON/kwargs form: endpoint, kind, nth, times, plus kind parameters."""
+    data = dict(data)
+    try:
+        endpoint, kind = data.pop("endpoint"), data.pop("kind")
+    except KeyError as exc:
+        raise ValueError(f"fault needs {exc.args[0]!r}") from None
+    nth, times = data.pop("nth", 1), data.pop("times", 1)
+    return Fault(str(endpoint), str(kind), int(nth), int(times), data)
+
+
+class FaultBook:
+    """Thread-safe request counters, scripted faults and the log of faults fired."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.faults: list[Fault] = []
+        self.counts: dict[str, int] = {}
+        self.fired: list[dict[str, t.Any]] = []
+
+    def add(self, fault: Fault) -> None:
+        with self._lock:
+            self.faults.append(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.fired.clear()
+
+    def hit(self, endpoint: str) -> tuple[int, Fault | None]:
+        """Count a request to endpoint; return its number and the fault it gets, if any (first added wins)."""
+        with self._lock:
+            n = self.counts[endpoint] = self.counts.get(endpoint, 0) + 1
+            for fault in self.faults:
+                if fault.matches(endpoint, n):
+                    self.fired.append({"endpoint": endpoint, "kind": fault.kind, "request_no": n})
+                    return n, fault
+            return n, None
