@@ -136,6 +136,12 @@ class EventsStream(FullStoryHTTPStream):
                 yield from records
             self.complete_window(window, context)
 
+    def get_batches(self, batch_config: t.Any, context: t.Any = None) -> t.Iterator[t.Any]:
+        """BATCH mode: one Parquet/JSONL file per UTC day (see tap_fullstory.batches)."""
+        from tap_fullstory.batches import day_batches
+
+        return day_batches(self, batch_config, context)
+
     def _write_record_message(self, record: dict) -> None:
         """RECORD output; skips the SDK's per-record conformance when it would change nothing."""
         if self._fast is None:

@@ -6,10 +6,11 @@ import functools
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
+from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
 from tap_fullstory.output import FastSingerWriter
 from tap_fullstory.settings import DEFAULT_DELAY, DEFAULT_WINDOW, Settings
+from tap_fullstory.sources.http import MAX_TRIES
 from tap_fullstory.streams import EventsStream
 from tap_fullstory.windows import ConfigError
 
@@ -82,6 +83,9 @@ class TapFullStory(Tap):
             super().sync_all()
         except FatalAPIError as exc:
             self.logger.error("%s", exc)
+            raise SystemExit(1) from None
+        except RetriableAPIError as exc:
+            self.logger.error("Gave up after %d tries: %s", MAX_TRIES, exc)
             raise SystemExit(1) from None
 
 

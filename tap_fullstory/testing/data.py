@@ -50,7 +50,7 @@ def to_us(value: t.Any) -> int | None:
             value = value.replace(tzinfo=dt.timezone.utc)
         return (value - _EPOCH) // dt.timedelta(microseconds=1)
     if isinstance(value, (int, float)):
-        return int(round(value * 1_000_000))
+        return round(value * 1_000_000)
     return parse_rfc3339_us(str(value))
 
 
@@ -70,6 +70,7 @@ class VerbatimFloat(float):
     """A float that remembers its source text, so re-serialisation keeps numbers verbatim."""
 
     __slots__ = ("text",)
+    text: str
 
     def __new__(cls, text: str) -> VerbatimFloat:
         obj = super().__new__(cls, text)

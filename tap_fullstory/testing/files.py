@@ -28,7 +28,7 @@ FORMATS = {"FORMAT_JSON": "json", "FORMAT_NDJSON": "ndjson", "FORMAT_CSV": "csv"
 TYPES = ("TYPE_EVENT", "TYPE_INDIVIDUAL")
 WILDCARDS = ("user_*", "evt_*", "page_*")
 _SORTED = orjson.OPT_SORT_KEYS
-_BAD_JSON_ROW = b'{"EventStart":"2024-01-01T00:00:00.000Z","EventType":"click",<<not json>>'
+_BAD_JSON_ROW = b'{"EventStart":"2024-01-01T00:00:00.000Z","EventType":"click",<<not json>>}'
 _BAD_CSV_ROW = '"unterminated quote,5,x\n'
 
 

@@ -1,0 +1,422 @@
+"""BATCH mode for the events stream: one Parquet or JSONL file per UTC day, then BATCH, then STATE.
+
+The SDK's default batcher infers Parquet types per chunk (breaks on the CustomVars object column),
+skips catalog selection and cuts files by record count, so the stream overrides `get_batches`
+and calls `day_batches` here. Every window that starts on a UTC day goes into that day's file;
+`Plan.peek()` tells when the day's last window is done. Only then is the file committed and its
+URL yielded: the SDK writes BATCH and then STATE (bookmark = the day's end, or as far as the day
+went). A failure removes the day's partial file, so no manifest ever names one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import secrets
+import time
+import typing as t
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tap_fullstory.output import _default
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, StorageTarget
+
+    from tap_fullstory.streams import EventsStream
+
+#: Rows per Parquet row group: large enough for good compression and scans, small enough that
+#: memory stays flat whatever the size of the day.
+ROW_GROUP_ROWS = 100_000
+#: Rows converted from Python objects to Arrow at a time (bounds the Python-object working set).
+CHUNK_ROWS = 25_000
+TS_TYPE = pa.timestamp("us", tz="UTC")
+_JSON_OPTS = orjson.OPT_NON_STR_KEYS
+_LINE_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+
+Kind = t.Literal["integer", "number", "boolean", "string", "date-time", "json"]
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+def selected_properties(stream: EventsStream) -> list[str]:
+    """Schema properties the catalog selects, in schema order (BATCH mode skips SDK selection)."""
+    mask = stream.mask
+    return [name for name in stream.schema["properties"] if mask.get(("properties", name), True)]
+
+
+def property_kind(prop: dict[str, t.Any]) -> Kind:
+    """The Arrow-relevant kind of one JSON Schema property."""
+    types = prop.get("type", [])
+    types = [types] if isinstance(types, str) else [x for x in types if x != "null"]
+    if "object" in types or "array" in types or not types:
+        return "json"
+    if "string" in types:
+        return "date-time" if prop.get("format") == "date-time" else "string"
+    return t.cast(Kind, types[0]) if types[0] in ("integer", "number", "boolean") else "string"
+
+
+_ARROW: dict[str, pa.DataType] = {
+    "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_(), "string": pa.string(),
+    "date-time": TS_TYPE, "json": pa.json_(),
+}
+
+
+def arrow_schema(stream: EventsStream) -> tuple[pa.Schema, list[Kind]]:
+    """Explicit Arrow schema of the selected properties (never inferred from values)."""
+    props = stream.schema["properties"]
+    names = selected_properties(stream)
+    kinds = [property_kind(props[name]) for name in names]
+    return pa.schema([pa.field(n, _ARROW[k]) for n, k in zip(names, kinds, strict=True)]), kinds
+
+
+# --- column conversion ----------------------------------------------------------------------
+
+
+class Converter:
+    """Python values of one column -> an Arrow array of the column's type.
+
+    The fast path is one `pa.array` call per column (timestamps: a string array cast in C++).
+    Values that do not fit (a string in an integer column, an unparseable timestamp) take a
+    per-value path; values that cannot be represented become null and are counted.
+    """
+
+    def __init__(self, logger: t.Any) -> None:
+        self.logger = logger
+        self.nulled: dict[str, int] = {}
+
+    def convert(self, name: str, kind: Kind, values: list[t.Any]) -> pa.Array:
+        try:
+            if kind == "json":
+                dumps = orjson.dumps
+                return pa.ExtensionArray.from_storage(pa.json_(), pa.array(
+                    [None if v is None else dumps(v, default=_default, option=_JSON_OPTS)
+                     for v in values], pa.string()))
+            if kind == "date-time":
+                return pc.cast(pa.array(values, pa.string()), TS_TYPE)
+            return pa.array(values, _ARROW[kind])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+            return self._slow(name, kind, values)
+
+    def _slow(self, name: str, kind: Kind, values: list[t.Any]) -> pa.Array:
+        fix = _FIXERS[kind]
+        out: list[t.Any] = []
+        lost = 0
+        for v in values:
+            fixed = fix(v) if v is not None else None
+            lost += fixed is None and v is not None
+            out.append(fixed)
+        if lost:
+            self.nulled[name] = self.nulled.get(name, 0) + lost
+            self.logger.warning("BATCH: %d value(s) of %s do not fit type %s; written as null",
+                                lost, name, kind)
+        if kind == "date-time":
+            return pa.array(out, TS_TYPE)
+        return pa.array(out, _ARROW[kind])
+
+
+def _to_int(v: t.Any) -> int | None:
+    with contextlib.suppress(ValueError, TypeError, OverflowError):
+        n = int(v) if not isinstance(v, float) or v.is_integer() else None
+        if n is not None and -(2**63) <= n < 2**63:
+            return n
+    return None
+
+
+def _to_float(v: t.Any) -> float | None:
+    with contextlib.suppress(ValueError, TypeError):
+        return float(v)
+    return None
+
+
+def _to_bool(v: t.Any) -> bool | None:
+    return v if isinstance(v, bool) else None
+
+
+def _to_str(v: t.Any) -> str:
+    return v if isinstance(v, str) else orjson.dumps(v, default=_default, option=_JSON_OPTS).decode()
+
+
+def _to_ts(v: t.Any) -> dt.datetime | None:
+    if not isinstance(v, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+_FIXERS: dict[str, t.Callable[[t.Any], t.Any]] = {
+    "integer": _to_int, "number": _to_float, "boolean": _to_bool, "string": _to_str,
+    "date-time": _to_ts, "json": lambda v: v,
+}
+
+
+# --- day writers ----------------------------------------------------------------------------
+
+
+class DayFile:
+    """One day's file in the batch storage; committed by `close`, removed by `abort`.
+
+    `StorageTarget.open` writes inside an fsspec transaction (local: a temp file moved into place
+    on commit; S3/GCS: the upload is completed on commit), so an aborted file never appears.
+    """
+
+    def __init__(self, storage: StorageTarget, name: str) -> None:
+        self.storage = storage
+        self.name = name
+        self._stack = contextlib.ExitStack()
+        self.file: t.IO[bytes] = self._stack.enter_context(storage.open(name, "wb"))
+
+    def commit(self) -> str:
+        self._stack.close()
+        return self.storage.get_url(self.name)
+
+    def abort(self, exc: BaseException) -> None:
+        with contextlib.suppress(BaseException):
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+        root = getattr(self.storage, "_root_path", None)
+        fs = getattr(root, "fs", None)
+        if fs is None:
+            return
+        with contextlib.suppress(Exception):
+            if getattr(fs, "_intrans", False):
+                fs.transaction.complete(commit=False)  # discard the deferred (partial) upload
+        with contextlib.suppress(Exception):
+            path = root / self.name  # type: ignore[operator]
+            if path.exists():
+                path.unlink()
+
+
+class DayWriter(t.Protocol):
+    rows: int
+
+    def add(self, record: dict[str, t.Any]) -> None: ...
+    def close(self) -> str | None: ...
+    def abort(self, exc: BaseException) -> None: ...
+
+
+class ParquetDayWriter:
+    """Streams records into one Parquet file: explicit schema, zstd, bounded row groups.
+
+    Records are buffered `CHUNK_ROWS` at a time and turned into Arrow column by column; full row
+    groups are encoded and compressed on a worker thread (pyarrow releases the GIL there) while
+    the next chunk is converted.
+    """
+
+    def __init__(self, open_file: t.Callable[[], DayFile], schema: pa.Schema, kinds: list[Kind],
+                 logger: t.Any, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+        self._open_file = open_file
+        self.row_group_rows = max(1, row_group_rows)
+        self.chunk_rows = min(CHUNK_ROWS, self.row_group_rows)
+        self.schema = schema
+        self.kinds = kinds
+        self.names = schema.names
+        self.converter = Converter(logger)
+        self.rows = 0
+        self._buffer: list[dict[str, t.Any]] = []
+        self._batches: list[pa.RecordBatch] = []
+        self._batched_rows = 0
+        self._file: DayFile | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+
+    def add(self, record: dict[str, t.Any]) -> None:
+        self._buffer.append(record)
+        if len(self._buffer) >= self.chunk_rows:
+            self._convert()
+
+    def _convert(self) -> None:
+        records, self._buffer = self._buffer, []
+        if not records:
+            return
+        convert = self.converter.convert
+        arrays = [convert(name, kind, [r.get(name) for r in records])
+                  for name, kind in zip(self.names, self.kinds, strict=True)]
+        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        self._batched_rows += len(records)
+        self.rows += len(records)
+        if self._batched_rows >= self.row_group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._batches:
+            return
+        table = pa.Table.from_batches(self._batches, schema=self.schema)
+        self._batches, self._batched_rows = [], 0
+        if self._writer is None:
+            self._file = self._open_file()
+            self._writer = pq.ParquetWriter(
+                self._file.file, self.schema, compression="zstd", compression_level=3,
+                write_statistics=True, store_schema=True,
+            )
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-day")
+        self._wait()  # at most one row group in flight: memory stays bounded
+        assert self._pool is not None
+        self._pending = self._pool.submit(self._writer.write_table, table, self.row_group_rows)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> str | None:
+        """Write the rest and commit; None (and no file) when the day had no rows."""
+        self._convert()
+        self._flush()
+        if self._writer is None or self._file is None:
+            return None
+        self._wait()
+        self._writer.close()
+        self._shutdown()
+        return self._file.commit()
+
+    def abort(self, exc: BaseException) -> None:
+        with contextlib.suppress(BaseException):
+            self._wait()
+        self._shutdown()
+        if self._file is not None:
+            self._file.abort(exc)
+        self._buffer, self._batches = [], []
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class JsonlDayWriter:
+    """Raw records, one JSON object per line (CustomVars stays an object), optionally gzipped."""
+
+    def __init__(self, open_file: t.Callable[[], DayFile], deselected: list[str], gzip: bool,
+                 flush_rows: int = CHUNK_ROWS) -> None:
+        self._open_file = open_file
+        self.flush_rows = max(1, min(CHUNK_ROWS, flush_rows))
+        self.deselected = deselected
+        self.gzip = gzip
+        self.rows = 0
+        self._lines: list[bytes] = []
+        self._file: DayFile | None = None
+        self._out: t.IO[bytes] | None = None
+
+    def add(self, record: dict[str, t.Any]) -> None:
+        for name in self.deselected:  # as the RECORD path does
+            record.pop(name, None)
+        self._lines.append(orjson.dumps(record, default=_default, option=_LINE_OPTS))
+        self.rows += 1
+        if len(self._lines) >= self.flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._lines:
+            return
+        if self._out is None:
+            from zlib_ng import gzip_ng_threaded
+
+            self._file = self._open_file()
+            self._out = (t.cast(t.IO[bytes], gzip_ng_threaded.open(self._file.file, "wb", threads=1))
+                         if self.gzip else self._file.file)
+        self._out.write(b"".join(self._lines))
+        self._lines = []
+
+    def close(self) -> str | None:
+        self._flush()
+        if self._file is None or self._out is None:
+            return None
+        if self._out is not self._file.file:
+            self._out.close()  # ends the gzip member; the underlying file stays open
+        return self._file.commit()
+
+    def abort(self, exc: BaseException) -> None:
+        self._lines = []
+        if self._out is not None and self._out is not self._file.file:  # type: ignore[union-attr]
+            with contextlib.suppress(BaseException):
+                self._out.close()
+        if self._file is not None:
+            self._file.abort(exc)
+
+
+# --- the stream's get_batches ---------------------------------------------------------------
+
+
+def file_name(prefix: str, stream: str, first_start: dt.datetime, ext: str) -> str:
+    """Unique per run and day: a day cut short is completed later in a second file."""
+    return (f"{prefix}{stream}-{first_start:%Y-%m-%d}-{first_start:%H%M%S}-"
+            f"{secrets.token_hex(4)}.{ext}")
+
+
+def make_writer(stream: EventsStream, batch_config: BatchConfig,
+                first_start: dt.datetime) -> DayWriter:
+    """The writer for one day's file, per `batch_config.encoding` (file opened on the first row)."""
+    encoding = batch_config.encoding
+    storage = batch_config.storage
+    prefix = storage.prefix or ""
+    fmt_name = str(getattr(encoding.format, "value", encoding.format)).lower()
+    # `batch_size`, when set explicitly, is the row-group size (the SDK's 10k default is not).
+    size = (stream.config.get("batch_config") or {}).get("batch_size") or ROW_GROUP_ROWS
+    if fmt_name == "parquet":
+        schema, kinds = arrow_schema(stream)
+        name = file_name(prefix, stream.name, first_start, "parquet")
+        return ParquetDayWriter(lambda: DayFile(storage, name), schema, kinds, stream.logger,
+                                int(size))
+    if fmt_name == "jsonl":
+        gz = (encoding.compression or "none").lower() == "gzip"
+        name = file_name(prefix, stream.name, first_start, "jsonl.gz" if gz else "jsonl")
+        keep = set(selected_properties(stream))
+        deselected = [n for n in stream.schema["properties"] if n not in keep]
+        return JsonlDayWriter(lambda: DayFile(storage, name), deselected, gz, int(size))
+    raise ValueError(f"batch_config.encoding.format: {encoding.format!r} is not supported "
+                     "(use 'parquet' or 'jsonl')")
+
+
+def day_batches(
+    stream: EventsStream, batch_config: BatchConfig, context: t.Any
+) -> t.Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
+    """Export the plan's windows into one file per UTC day; yield each day's manifest.
+
+    The bookmark moves per window (`complete_window`) but STATE is written only by the SDK
+    after each yield, or here for a day without rows, so a STATE never covers a file that is
+    not complete. An exception aborts the day: its file is removed and the error propagates.
+    """
+    stream.state_per_window = False
+    stream._write_starting_replication_value(context)
+    plan = stream.plan(context)
+    writer: DayWriter | None = None
+    begun = time.monotonic()
+    for window in plan:
+        if writer is None:
+            writer = make_writer(stream, batch_config, window.start)
+            begun = time.monotonic()
+        try:
+            with stream.export(plan, window) as records:
+                add = writer.add
+                for record in records:
+                    add(record)
+            stream.complete_window(window, context)
+            following = plan.peek()
+            if following is not None and following.day == window.day:
+                continue
+            url = writer.close()
+        except BaseException as exc:
+            writer.abort(exc)
+            raise
+        rows, writer = writer.rows, None
+        if url is None:
+            stream.logger.info("Day %s: no events; no file, state moves to %s",
+                               window.day, window.end.isoformat())
+            stream.state_manager.is_flushed = False  # only RECORD/BATCH writes mark it dirty
+            stream._write_state_message()
+            continue
+        seconds = time.monotonic() - begun
+        stream.logger.info("Day %s: %d rows in %s (%.1f s, %.0f rows/s)", window.day, rows, url,
+                           seconds, rows / seconds if seconds > 0 else 0.0)
+        yield batch_config.encoding, [url]
+    stream._finalize_state(stream.stream_state)
+    stream._write_state_message()

@@ -1,0 +1,1 @@
+pytest_plugins = ["tap_fullstory.testing.fixtures", "tests.services"]
