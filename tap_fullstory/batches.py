@@ -205,22 +205,26 @@ class DayWriter(t.Protocol):
 class ParquetDayWriter:
     """Streams records into one Parquet file: explicit schema, zstd, bounded row groups.
 
-    Records are buffered `CHUNK_ROWS` at a time and turned into Arrow column by column; full row
-    groups are encoded and compressed on a worker thread (pyarrow releases the GIL there) while
-    the next chunk is converted.
+    Each record is scattered into per-column lists as it arrives (one pass over a dict that is
+    still in cache; the dict is then free), `CHUNK_ROWS` rows at a time become Arrow arrays, and
+    full row groups are encoded and compressed on a worker thread (pyarrow releases the GIL
+    there) while the next chunk is converted.
     """
 
     def __init__(self, open_file: t.Callable[[], DayFile], schema: pa.Schema, kinds: list[Kind],
-                 logger: t.Any, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+                 logger: t.Any, row_group_rows: int = ROW_GROUP_ROWS,
+                 all_names: t.Iterable[str] = ()) -> None:
         self._open_file = open_file
         self.row_group_rows = max(1, row_group_rows)
         self.chunk_rows = min(CHUNK_ROWS, self.row_group_rows)
         self.schema = schema
         self.kinds = kinds
         self.names = schema.names
+        self._ignored = [n for n in all_names if n not in set(self.names)]  # deselected
         self.converter = Converter(logger)
         self.rows = 0
-        self._buffer: list[dict[str, t.Any]] = []
+        self._n = 0
+        self._cols: dict[str, list[t.Any]] = self._new_columns()
         self._batches: list[pa.RecordBatch] = []
         self._batched_rows = 0
         self._file: DayFile | None = None
@@ -228,21 +232,40 @@ class ParquetDayWriter:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
 
+    def _new_columns(self) -> dict[str, list[t.Any]]:
+        size = self.chunk_rows
+        cols = {name: [None] * size for name in self.names}
+        sink: list[t.Any] = [None] * size
+        cols.update(dict.fromkeys(self._ignored, sink))
+        return cols
+
     def add(self, record: dict[str, t.Any]) -> None:
-        self._buffer.append(record)
-        if len(self._buffer) >= self.chunk_rows:
+        i = self._n
+        cols = self._cols
+        try:
+            for key, value in record.items():
+                cols[key][i] = value
+        except KeyError:  # a key outside the schema (never from the stream): ignore it
+            for key, value in record.items():
+                col = cols.get(key)
+                if col is not None:
+                    col[i] = value
+        self._n = i + 1
+        if self._n >= self.chunk_rows:
             self._convert()
 
     def _convert(self) -> None:
-        records, self._buffer = self._buffer, []
-        if not records:
+        n, cols = self._n, self._cols
+        if not n:
             return
+        self._n, self._cols = 0, self._new_columns()
         convert = self.converter.convert
-        arrays = [convert(name, kind, [r.get(name) for r in records])
+        arrays = [convert(name, kind, cols[name] if n == self.chunk_rows else cols[name][:n])
                   for name, kind in zip(self.names, self.kinds, strict=True)]
+        del cols
         self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
-        self._batched_rows += len(records)
-        self.rows += len(records)
+        self._batched_rows += n
+        self.rows += n
         if self._batched_rows >= self.row_group_rows:
             self._flush()
 
@@ -284,7 +307,7 @@ class ParquetDayWriter:
         self._shutdown()
         if self._file is not None:
             self._file.abort(exc)
-        self._buffer, self._batches = [], []
+        self._batches = []
 
     def _shutdown(self) -> None:
         if self._pool is not None:
@@ -365,7 +388,7 @@ def make_writer(stream: EventsStream, batch_config: BatchConfig,
         schema, kinds = arrow_schema(stream)
         name = file_name(prefix, stream.name, first_start, "parquet")
         return ParquetDayWriter(lambda: DayFile(storage, name), schema, kinds, stream.logger,
-                                int(size))
+                                int(size), stream.schema["properties"])
     if fmt_name == "jsonl":
         gz = (encoding.compression or "none").lower() == "gzip"
         name = file_name(prefix, stream.name, first_start, "jsonl.gz" if gz else "jsonl")

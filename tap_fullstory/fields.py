@@ -96,34 +96,49 @@ class Splitter:
     an int stays an int, a list stays a list.
     """
 
-    __slots__ = ("_exact", "_lower", "_ts")
+    __slots__ = ("_exact", "_exact_keys", "_lower", "_route", "_ts")
 
     def __init__(self, *, mobile: bool) -> None:
         fields = export_fields(mobile=mobile)
         self._exact: dict[str, str] = {name: name for name, _ in fields}
         self._exact[CUSTOM_VARS] = CUSTOM_VARS
         self._lower: dict[str, str] = {k.lower(): v for k, v in self._exact.items()}
-        self._ts: frozenset[str] = frozenset(name for name, kind in fields if kind == TS)
+        self._exact_keys = frozenset(name for name, _ in fields)
+        #: key -> column name ("" = custom var); custom var names repeat, so this stays small.
+        self._route: dict[str, str] = {}
+        self._ts: tuple[str, ...] = tuple(name for name, kind in fields if kind == TS)
 
     @property
     def column_names(self) -> list[str]:
         return [name for name in self._exact if name != CUSTOM_VARS]
 
     def split(self, row: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
-        """Return (columns, custom vars) for one export row."""
-        cols: dict[str, t.Any] = {}
+        """Return (columns, custom vars) for one export row. `row` itself becomes the columns.
+
+        The hot path is set arithmetic in C: only keys that are not exact column names (custom
+        vars, or known fields in another case) are looked at one by one.
+        """
         custom: dict[str, t.Any] = {}
-        exact, lower, ts = self._exact, self._lower, self._ts
-        for key, value in row.items():
-            name = exact.get(key) or lower.get(key.lower())
-            if name is None or name == CUSTOM_VARS:
-                # An export can never carry our own CustomVars column; keep it as a custom var.
-                custom[key] = value
-            elif name in ts and value is not None:
-                cols[name] = normalize_timestamp(value)
-            else:
-                cols[name] = value
-        return cols, custom
+        extra = row.keys() - self._exact_keys
+        if extra:
+            route = self._route
+            for key in extra:
+                try:
+                    name = route[key]
+                except KeyError:
+                    name = route.setdefault(key, self._lower.get(key.lower(), ""))
+                if name and name != CUSTOM_VARS:
+                    row[name] = row.pop(key)
+                else:
+                    # Custom vars, unknown fields, and even a "CustomVars" key (never ours).
+                    custom[key] = row.pop(key)
+        for name in self._ts:
+            value = row.get(name)
+            if value is not None and not (
+                isinstance(value, str) and len(value) == 24 and value[-1] == "Z" and value[19] == "."
+            ):
+                row[name] = normalize_timestamp(value)
+        return row, custom
 
 
 def normalize_timestamp(value: t.Any) -> t.Any:

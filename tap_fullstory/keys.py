@@ -25,6 +25,9 @@ IDENTITY_FIELDS: tuple[str, ...] = (
 )
 
 
+_blake2b = hashlib.blake2b
+
+
 class OutOfOrderError(Exception):
     """Rows are not sorted by EventStart; bounded counting is no longer exact."""
 
@@ -48,10 +51,10 @@ class EventKeyer:
                 raise OutOfOrderError(f"EventStart {event_start} after {self._current}")
             self._counts.clear()
             self._current = event_start
-        identity = orjson.dumps([cols.get(name) for name in IDENTITY_FIELDS])
-        digest = hashlib.blake2b(identity, digest_size=16).digest()
+        identity = orjson.dumps(list(map(cols.get, IDENTITY_FIELDS)))
+        digest = _blake2b(identity, digest_size=16).digest()
         ordinal = self._counts.get(digest, 0)
         self._counts[digest] = ordinal + 1
         if ordinal == 0:
             return digest.hex()
-        return hashlib.blake2b(digest + ordinal.to_bytes(8, "big"), digest_size=16).hexdigest()
+        return _blake2b(digest + ordinal.to_bytes(8, "big"), digest_size=16).hexdigest()

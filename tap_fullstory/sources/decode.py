@@ -13,7 +13,7 @@ import re
 import typing as t
 
 import orjson
-from zlib_ng import gzip_ng_threaded
+from zlib_ng import gzip_ng, gzip_ng_threaded
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 4 << 20
@@ -36,7 +36,7 @@ def open_body(path: str) -> t.BinaryIO:
     for _ in range(2):
         if raw.peek(2)[:2] != GZIP_MAGIC:  # type: ignore[attr-defined]
             break
-        raw = t.cast(t.BinaryIO, gzip_ng_threaded.open(raw, "rb", threads=1))
+        raw = t.cast(t.BinaryIO, gzip_ng.GzipNGFile(fileobj=raw, mode="rb"))
         raw = t.cast(t.BinaryIO, io.BufferedReader(t.cast(io.RawIOBase, _Reader(raw)), CHUNK))
     return raw
 
