@@ -122,7 +122,7 @@ class Splitter:
         extra = row.keys() - self._exact_keys
         if extra:
             route = self._route
-            for key in extra:
+            for key in sorted(extra):  # sorted: deterministic, and hauser's CustomVars order
                 try:
                     name = route[key]
                 except KeyError:

@@ -168,6 +168,7 @@ class EventsStream(FullStoryHTTPStream):
     def complete_window(self, window: Window, context: t.Any) -> None:
         """Move the bookmark to the window's end (and say so, in RECORD mode)."""
         self._increment_stream_state({EXPORT_START: fmt(window.end)}, context=context)
+        self.state_manager.is_flushed = False
         if self.state_per_window:
             self._write_state_message()
 
