@@ -41,3 +41,4 @@ include ci/services.mk
 readme: venv
 	$(BIN)/python scripts/readme_settings.py
 include ci/demo.mk
+include ci/bench.mk
