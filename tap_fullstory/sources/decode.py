@@ -1,8 +1,7 @@
 """Streaming decode of export bodies: gzip (sniffed, possibly twice), then NDJSON or one JSON array.
 
 Memory stays flat whatever the export's size: bytes are read in chunks and rows are parsed one by
-one. Decompression runs in a background thread (zlib-ng) so it overlaps with parsing on a
-second core.
+one. Decompression uses zlib-ng.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import re
 import typing as t
 
 import orjson
-from zlib_ng import gzip_ng, gzip_ng_threaded
+from zlib_ng import gzip_ng
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 4 << 20
@@ -36,16 +35,18 @@ def open_body(path: str) -> t.BinaryIO:
     for _ in range(2):
         if raw.peek(2)[:2] != GZIP_MAGIC:  # type: ignore[attr-defined]
             break
-        raw = t.cast(t.BinaryIO, gzip_ng.GzipNGFile(fileobj=raw, mode="rb"))
-        raw = t.cast(t.BinaryIO, io.BufferedReader(t.cast(io.RawIOBase, _Reader(raw)), CHUNK))
+        # GzipNGFile does not close a fileobj it was given: _Reader closes both layers.
+        gz = t.cast(t.BinaryIO, gzip_ng.GzipNGFile(fileobj=raw, mode="rb"))
+        raw = t.cast(t.BinaryIO, io.BufferedReader(t.cast(io.RawIOBase, _Reader(gz, raw)), CHUNK))
     return raw
 
 
 class _Reader(io.RawIOBase):
     """Adapter giving any binary stream a `readinto`, so it can sit under a BufferedReader (peek)."""
 
-    def __init__(self, inner: t.BinaryIO) -> None:
+    def __init__(self, inner: t.BinaryIO, under: t.BinaryIO) -> None:
         self._inner = inner
+        self._under = under
 
     def readable(self) -> bool:
         return True
@@ -57,6 +58,7 @@ class _Reader(io.RawIOBase):
 
     def close(self) -> None:
         self._inner.close()
+        self._under.close()
         super().close()
 
 

@@ -602,14 +602,15 @@ def main(argv: list[str] | None = None) -> int:
                    host=args.host, port=args.port, download_ttl=args.download_ttl)
     for fault in faults:
         emu.book.add(fault)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # A plain flag: Event.set() is not re-entrant, and two quick signals deadlocked it.
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stopping.append(signum))
     emu.start()
     print(emu.base_url, flush=True)
     try:
-        while not stop.wait(0.5):
-            pass
+        while not stopping:
+            time.sleep(0.2)
     finally:
         emu.stop()
     return 0
