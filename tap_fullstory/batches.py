@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import secrets
 import time
 import typing as t
@@ -28,6 +29,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, StorageTarget
 
     from tap_fullstory.streams import EventsStream
+    from tap_fullstory.windows import Window
 
 #: Rows per Parquet row group: large enough for good compression and scans, small enough that
 #: memory stays flat whatever the size of the day.
@@ -408,10 +410,32 @@ def day_batches(
     after each yield, or here for a day without rows, so a STATE never covers a file that is
     not complete. An exception aborts the day: its file is removed and the error propagates.
     """
+    with _quiet_gc():
+        yield from _day_batches(stream, batch_config, context)
+
+
+@contextlib.contextmanager
+def _quiet_gc() -> t.Iterator[None]:
+    """Fewer cyclic-GC passes while a day streams through (~8 % of the run otherwise): every row
+    allocates a few short-lived dicts, and each full pass rescans every long-lived object."""
+    thresholds = gc.get_threshold()
+    gc.freeze()  # the SDK, modules, settings: never garbage, never rescanned
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+def _day_batches(
+    stream: EventsStream, batch_config: BatchConfig, context: t.Any
+) -> t.Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
     stream.state_per_window = False
     stream._write_starting_replication_value(context)
     plan = stream.plan(context)
     writer: DayWriter | None = None
+    done: list[Window] = []  # the day's windows; bookmarked only once its file is committed
     begun = time.monotonic()
     for window in plan:
         if writer is None:
@@ -422,7 +446,7 @@ def day_batches(
                 add = writer.add
                 for record in records:
                     add(record)
-            stream.complete_window(window, context)
+            done.append(window)
             following = plan.peek()
             if following is not None and following.day == window.day:
                 continue
@@ -430,7 +454,9 @@ def day_batches(
         except BaseException as exc:
             writer.abort(exc)
             raise
-        rows, writer = writer.rows, None
+        for finished in done:  # the in-memory bookmark never runs ahead of committed files
+            stream.complete_window(finished, context)
+        rows, writer, done = writer.rows, None, []
         if url is None:
             stream.logger.info("Day %s: no events; no file, state moves to %s",
                                window.day, window.end.isoformat())

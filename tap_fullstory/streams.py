@@ -160,9 +160,9 @@ class EventsStream(FullStoryHTTPStream):
             if not self.mask.get(("properties", name), True)
         ]
 
-    def get_record_counter(self) -> t.Any:
+    def get_record_counter(self, **kwargs: t.Any) -> t.Any:
         # Kept so the fast path can count what it writes in the SDK's record_count metric.
-        self._record_counter = super().get_record_counter()
+        self._record_counter = super().get_record_counter(**kwargs)
         return self._record_counter
 
     def complete_window(self, window: Window, context: t.Any) -> None:
