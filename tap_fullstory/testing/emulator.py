@@ -78,11 +78,14 @@ class Emulator:
                  days: float = 3, end: t.Any = None, events_per_hour: int = 60, users: int = 50,
                  mobile: bool = False, rows_file: str | Path | None = None, bundle_hours: int = 24,
                  bundle_content_encoding: bool = False, rate_limit_per_minute: int = 0, pending_polls: int = 1,
-                 host: str = "127.0.0.1", port: int = 0, download_ttl: float = 3600.0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, download_ttl: float = 3600.0,
+                 rate_limit_window: float = 60.0) -> None:
         self.api_key, self.host, self.port = api_key, host, port
         self.bundle_hours, self.bundle_content_encoding = int(bundle_hours), bundle_content_encoding
         self.rate_limit_per_minute, self.pending_polls = int(rate_limit_per_minute), int(pending_polls)
         self.download_ttl = float(download_ttl)
+        #: The rolling window of the legacy download limit (FullStory: 60 s; shorter in tests).
+        self.rate_limit_window = float(rate_limit_window)
         if self.bundle_hours < 1:
             raise ValueError("bundle_hours must be >= 1")
         if rows_file:
@@ -198,11 +201,11 @@ class Emulator:
             return 0
         now = time.monotonic()
         with self._lock:
-            while self._downloads and self._downloads[0] <= now - 60:
+            while self._downloads and self._downloads[0] <= now - self.rate_limit_window:
                 self._downloads.popleft()
             if len(self._downloads) >= self.rate_limit_per_minute:
                 self._rate_limited += 1
-                return max(1, math.ceil(self._downloads[0] + 60 - now))
+                return max(1, math.ceil(self._downloads[0] + self.rate_limit_window - now))
             self._downloads.append(now)
             return 0
 
@@ -583,6 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve legacy bundles as Content-Encoding: gzip + application/json")
     p.add_argument("--rate-limit-per-minute", type=int, default=0,
                    help="legacy downloads allowed per rolling minute (0 = unlimited; FullStory documents 2)")
+    p.add_argument("--rate-limit-window", type=float, default=60.0,
+                   help="seconds of the rolling rate-limit window (FullStory: 60; shorter for tests)")
     p.add_argument("--pending-polls", type=int, default=1, help="extra PENDING polls once an export is ready")
     p.add_argument("--download-ttl", type=float, default=3600.0, help="signed download URL lifetime in seconds")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -599,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
                    rows_file=args.rows_file, bundle_hours=args.bundle_hours,
                    bundle_content_encoding=args.bundle_content_encoding,
                    rate_limit_per_minute=args.rate_limit_per_minute, pending_polls=args.pending_polls,
-                   host=args.host, port=args.port, download_ttl=args.download_ttl)
+                   host=args.host, port=args.port, download_ttl=args.download_ttl,
+                   rate_limit_window=args.rate_limit_window)
     for fault in faults:
         emu.book.add(fault)
     # A plain flag: Event.set() is not re-entrant, and two quick signals deadlocked it.
