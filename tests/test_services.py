@@ -66,8 +66,8 @@ BQ_SCRIPT = textwrap.dedent(
     import json, sys
     from google.cloud import bigquery
     c = bigquery.Client(project=sys.argv[1])   # env: BIGQUERY_EMULATOR_HOST + fake service account
-    c.create_dataset("fullstory", exists_ok=True)
-    t = c.create_table(bigquery.Table(f"{sys.argv[1]}.fullstory.events", schema=[
+    c.create_dataset("services_smoke", exists_ok=True)  # its own dataset: other tests share the emulator
+    t = c.create_table(bigquery.Table(f"{sys.argv[1]}.services_smoke.events", schema=[
         bigquery.SchemaField("event_id", "STRING"),
         bigquery.SchemaField("custom_vars", "JSON"),
         bigquery.SchemaField("tags", "STRING", mode="REPEATED"),
@@ -79,7 +79,7 @@ BQ_SCRIPT = textwrap.dedent(
     assert not errors, errors
     rows = c.query(
         "SELECT event_id, JSON_VALUE(custom_vars, '$.plan') AS plan, ARRAY_LENGTH(tags) AS n_tags "
-        "FROM fullstory.events ORDER BY event_id"
+        "FROM services_smoke.events ORDER BY event_id"
     ).result()
     print(json.dumps([dict(r.items()) for r in rows]))
     """
