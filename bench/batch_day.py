@@ -83,7 +83,7 @@ def writer_only(emu: Emulator, files: list[Path]) -> tuple[int, float]:
     """Rows and seconds spent inside the Parquet writer, records coming from the real pipeline."""
     import pyarrow.parquet as pq  # noqa: F401
 
-    from tap_fullstory import batches
+    from tap_fullstory import batches, parquet
     from tap_fullstory.fields import (
         CUSTOM_VARS,
         EVENT_ID,
@@ -100,7 +100,7 @@ def writer_only(emu: Emulator, files: list[Path]) -> tuple[int, float]:
         schema = singer_schema(mobile=False)
         mask: t.ClassVar[dict] = {}
 
-    schema, kinds = batches.arrow_schema(Stub())  # type: ignore[arg-type]
+    schema, kinds = parquet.arrow_schema(Stub())  # type: ignore[arg-type]
     out = Path(tempfile.mkdtemp(prefix="bench-writer-"))
 
     class Storage:
@@ -111,7 +111,7 @@ def writer_only(emu: Emulator, files: list[Path]) -> tuple[int, float]:
             return (out / name).as_uri()
 
     spent = 0.0
-    writer = batches.ParquetDayWriter(lambda: batches.DayFile(Storage(), "w.parquet"),  # type: ignore[arg-type]
+    writer = parquet.ParquetDayWriter(lambda: batches.DayFile(Storage(), "w.parquet"),  # type: ignore[arg-type]
                                       schema, kinds, logger=None)
     splitter = Splitter(mobile=False)
     for path in files:

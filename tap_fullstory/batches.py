@@ -16,14 +16,17 @@ import gc
 import secrets
 import time
 import typing as t
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from tap_fullstory.output import _default
+from tap_fullstory.parquet import (
+    CHUNK_ROWS,
+    ROW_GROUP_ROWS,
+    ParquetDayWriter,
+    arrow_schema,
+    selected_properties,
+)
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, StorageTarget
@@ -31,133 +34,7 @@ if t.TYPE_CHECKING:
     from tap_fullstory.streams import EventsStream
     from tap_fullstory.windows import Window
 
-#: Rows per Parquet row group: large enough for good compression and scans, small enough that
-#: memory stays flat whatever the size of the day.
-ROW_GROUP_ROWS = 100_000
-#: Rows converted from Python objects to Arrow at a time (bounds the Python-object working set).
-CHUNK_ROWS = 25_000
-TS_TYPE = pa.timestamp("us", tz="UTC")
-_JSON_OPTS = orjson.OPT_NON_STR_KEYS
 _LINE_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
-
-Kind = t.Literal["integer", "number", "boolean", "string", "date-time", "json"]
-
-
-# --- schema ---------------------------------------------------------------------------------
-
-
-def selected_properties(stream: EventsStream) -> list[str]:
-    """Schema properties the catalog selects, in schema order (BATCH mode skips SDK selection)."""
-    mask = stream.mask
-    return [name for name in stream.schema["properties"] if mask.get(("properties", name), True)]
-
-
-def property_kind(prop: dict[str, t.Any]) -> Kind:
-    """The Arrow-relevant kind of one JSON Schema property."""
-    types = prop.get("type", [])
-    types = [types] if isinstance(types, str) else [x for x in types if x != "null"]
-    if "object" in types or "array" in types or not types:
-        return "json"
-    if "string" in types:
-        return "date-time" if prop.get("format") == "date-time" else "string"
-    return t.cast(Kind, types[0]) if types[0] in ("integer", "number", "boolean") else "string"
-
-
-_ARROW: dict[str, pa.DataType] = {
-    "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_(), "string": pa.string(),
-    "date-time": TS_TYPE, "json": pa.json_(),
-}
-
-
-def arrow_schema(stream: EventsStream) -> tuple[pa.Schema, list[Kind]]:
-    """Explicit Arrow schema of the selected properties (never inferred from values)."""
-    props = stream.schema["properties"]
-    names = selected_properties(stream)
-    kinds = [property_kind(props[name]) for name in names]
-    return pa.schema([pa.field(n, _ARROW[k]) for n, k in zip(names, kinds, strict=True)]), kinds
-
-
-# --- column conversion ----------------------------------------------------------------------
-
-
-class Converter:
-    """Python values of one column -> an Arrow array of the column's type.
-
-    The fast path is one `pa.array` call per column (timestamps: a string array cast in C++).
-    Values that do not fit (a string in an integer column, an unparseable timestamp) take a
-    per-value path; values that cannot be represented become null and are counted.
-    """
-
-    def __init__(self, logger: t.Any) -> None:
-        self.logger = logger
-        self.nulled: dict[str, int] = {}
-
-    def convert(self, name: str, kind: Kind, values: list[t.Any]) -> pa.Array:
-        try:
-            if kind == "json":
-                dumps = orjson.dumps
-                return pa.ExtensionArray.from_storage(pa.json_(), pa.array(
-                    [None if v is None else dumps(v, default=_default, option=_JSON_OPTS)
-                     for v in values], pa.string()))
-            if kind == "date-time":
-                return pc.cast(pa.array(values, pa.string()), TS_TYPE)
-            return pa.array(values, _ARROW[kind])
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
-            return self._slow(name, kind, values)
-
-    def _slow(self, name: str, kind: Kind, values: list[t.Any]) -> pa.Array:
-        fix = _FIXERS[kind]
-        out: list[t.Any] = []
-        lost = 0
-        for v in values:
-            fixed = fix(v) if v is not None else None
-            lost += fixed is None and v is not None
-            out.append(fixed)
-        if lost:
-            self.nulled[name] = self.nulled.get(name, 0) + lost
-            self.logger.warning("BATCH: %d value(s) of %s do not fit type %s; written as null",
-                                lost, name, kind)
-        if kind == "date-time":
-            return pa.array(out, TS_TYPE)
-        return pa.array(out, _ARROW[kind])
-
-
-def _to_int(v: t.Any) -> int | None:
-    with contextlib.suppress(ValueError, TypeError, OverflowError):
-        n = int(v) if not isinstance(v, float) or v.is_integer() else None
-        if n is not None and -(2**63) <= n < 2**63:
-            return n
-    return None
-
-
-def _to_float(v: t.Any) -> float | None:
-    with contextlib.suppress(ValueError, TypeError):
-        return float(v)
-    return None
-
-
-def _to_bool(v: t.Any) -> bool | None:
-    return v if isinstance(v, bool) else None
-
-
-def _to_str(v: t.Any) -> str:
-    return v if isinstance(v, str) else orjson.dumps(v, default=_default, option=_JSON_OPTS).decode()
-
-
-def _to_ts(v: t.Any) -> dt.datetime | None:
-    if not isinstance(v, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
-
-_FIXERS: dict[str, t.Callable[[t.Any], t.Any]] = {
-    "integer": _to_int, "number": _to_float, "boolean": _to_bool, "string": _to_str,
-    "date-time": _to_ts, "json": lambda v: v,
-}
 
 
 # --- day writers ----------------------------------------------------------------------------
@@ -202,119 +79,6 @@ class DayWriter(t.Protocol):
     def add(self, record: dict[str, t.Any]) -> None: ...
     def close(self) -> str | None: ...
     def abort(self, exc: BaseException) -> None: ...
-
-
-class ParquetDayWriter:
-    """Streams records into one Parquet file: explicit schema, zstd, bounded row groups.
-
-    Each record is scattered into per-column lists as it arrives (one pass over a dict that is
-    still in cache; the dict is then free), `CHUNK_ROWS` rows at a time become Arrow arrays, and
-    full row groups are encoded and compressed on a worker thread (pyarrow releases the GIL
-    there) while the next chunk is converted.
-    """
-
-    def __init__(self, open_file: t.Callable[[], DayFile], schema: pa.Schema, kinds: list[Kind],
-                 logger: t.Any, row_group_rows: int = ROW_GROUP_ROWS,
-                 all_names: t.Iterable[str] = ()) -> None:
-        self._open_file = open_file
-        self.row_group_rows = max(1, row_group_rows)
-        self.chunk_rows = min(CHUNK_ROWS, self.row_group_rows)
-        self.schema = schema
-        self.kinds = kinds
-        self.names = schema.names
-        self._ignored = [n for n in all_names if n not in set(self.names)]  # deselected
-        self.converter = Converter(logger)
-        self.rows = 0
-        self._n = 0
-        self._cols: dict[str, list[t.Any]] = self._new_columns()
-        self._batches: list[pa.RecordBatch] = []
-        self._batched_rows = 0
-        self._file: DayFile | None = None
-        self._writer: pq.ParquetWriter | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
-
-    def _new_columns(self) -> dict[str, list[t.Any]]:
-        size = self.chunk_rows
-        cols = {name: [None] * size for name in self.names}
-        sink: list[t.Any] = [None] * size
-        cols.update(dict.fromkeys(self._ignored, sink))
-        return cols
-
-    def add(self, record: dict[str, t.Any]) -> None:
-        i = self._n
-        cols = self._cols
-        try:
-            for key, value in record.items():
-                cols[key][i] = value
-        except KeyError:  # a key outside the schema (never from the stream): ignore it
-            for key, value in record.items():
-                col = cols.get(key)
-                if col is not None:
-                    col[i] = value
-        self._n = i + 1
-        if self._n >= self.chunk_rows:
-            self._convert()
-
-    def _convert(self) -> None:
-        n, cols = self._n, self._cols
-        if not n:
-            return
-        self._n, self._cols = 0, self._new_columns()
-        convert = self.converter.convert
-        arrays = [convert(name, kind, cols[name] if n == self.chunk_rows else cols[name][:n])
-                  for name, kind in zip(self.names, self.kinds, strict=True)]
-        del cols
-        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
-        self._batched_rows += n
-        self.rows += n
-        if self._batched_rows >= self.row_group_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._batches:
-            return
-        table = pa.Table.from_batches(self._batches, schema=self.schema)
-        self._batches, self._batched_rows = [], 0
-        if self._writer is None:
-            self._file = self._open_file()
-            self._writer = pq.ParquetWriter(
-                self._file.file, self.schema, compression="zstd", compression_level=3,
-                write_statistics=True, store_schema=True,
-            )
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-day")
-        self._wait()  # at most one row group in flight: memory stays bounded
-        assert self._pool is not None
-        self._pending = self._pool.submit(self._writer.write_table, table, self.row_group_rows)
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
-
-    def close(self) -> str | None:
-        """Write the rest and commit; None (and no file) when the day had no rows."""
-        self._convert()
-        self._flush()
-        if self._writer is None or self._file is None:
-            return None
-        self._wait()
-        self._writer.close()
-        self._shutdown()
-        return self._file.commit()
-
-    def abort(self, exc: BaseException) -> None:
-        with contextlib.suppress(BaseException):
-            self._wait()
-        self._shutdown()
-        if self._file is not None:
-            self._file.abort(exc)
-        self._batches = []
-
-    def _shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
 
 
 class JsonlDayWriter:
