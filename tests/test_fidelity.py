@@ -7,8 +7,8 @@ import datetime as dt
 import json
 
 import pytest
-from tap_fullstory.testing.fixtures import hauser_fixtures_dir
 
+from tap_fullstory.testing.fixtures import hauser_fixtures_dir
 from tests.tapio import run_tap
 
 WINDOWS = ["1598400000", "1598486400", "1598572800", "1598659200", "1598745600"]
