@@ -26,6 +26,7 @@ IDENTITY_FIELDS: tuple[str, ...] = (
 
 
 _blake2b = hashlib.blake2b
+_dumps = orjson.dumps
 
 
 class OutOfOrderError(Exception):
@@ -37,10 +38,12 @@ class EventKeyer:
 
     __slots__ = ("_counts", "_current", "_whole_window")
 
-    def __init__(self, *, whole_window: bool = False) -> None:
+    def __init__(self, *, whole_window: bool = False, after: t.Any = None) -> None:
+        """`after`: the EventStart of the row just before, when keying starts mid-window right
+        where EventStart changes (the parallel writer keys each chunk of a window on its own)."""
         self._whole_window = whole_window
-        self._counts: dict[bytes, int] = {}
-        self._current: t.Any = None
+        self._counts: dict[str, int] = {}
+        self._current: t.Any = after
 
     def key(self, cols: dict[str, t.Any]) -> str:
         event_start = cols.get("EventStart")
@@ -51,10 +54,10 @@ class EventKeyer:
                 raise OutOfOrderError(f"EventStart {event_start} after {self._current}")
             self._counts.clear()
             self._current = event_start
-        identity = orjson.dumps(list(map(cols.get, IDENTITY_FIELDS)))
-        digest = _blake2b(identity, digest_size=16).digest()
+        digest = _blake2b(_dumps(list(map(cols.get, IDENTITY_FIELDS))), digest_size=16).hexdigest()
         ordinal = self._counts.get(digest, 0)
         self._counts[digest] = ordinal + 1
         if ordinal == 0:
-            return digest.hex()
-        return _blake2b(digest + ordinal.to_bytes(8, "big"), digest_size=16).hexdigest()
+            return digest
+        return _blake2b(bytes.fromhex(digest) + ordinal.to_bytes(8, "big"),
+                        digest_size=16).hexdigest()

@@ -25,7 +25,14 @@ from tap_fullstory.fields import (
     singer_schema,
 )
 from tap_fullstory.keys import EventKeyer, OutOfOrderError
-from tap_fullstory.output import FastSingerWriter, fast_path_allowed, utc_now_text
+from tap_fullstory.output import (
+    PARALLEL_MIN_BYTES,
+    ChunkEncoder,
+    FastSingerWriter,
+    fast_path_allowed,
+    utc_now_text,
+    write_ndjson_parallel,
+)
 from tap_fullstory.settings import BUNDLES, Settings
 from tap_fullstory.sources.decode import MalformedExportError, TruncatedExportError, iter_rows
 from tap_fullstory.sources.download import Spooled
@@ -116,14 +123,22 @@ class EventsStream(FullStoryHTTPStream):
         return Plan(self.source(), start, limit, Progress(self.logger, start, limit))
 
     @contextlib.contextmanager
-    def export(self, plan: Plan, window: Window) -> t.Iterator[t.Iterator[dict]]:
-        """Fetch one window's file and give its records; the spool is removed afterwards."""
+    def export(
+        self, plan: Plan, window: Window,
+        direct: t.Callable[[Window, Spooled], int] | None = None,
+    ) -> t.Iterator[t.Iterator[dict]]:
+        """Fetch one window's file and give its records; the spool is removed afterwards.
+        With `direct` (the RECORD fast path), it writes the window itself and gives no records."""
         begun = time.monotonic()
         spooled = plan.source.fetch(window)
         self._extracted = utc_now_text()
         counter = _Counter()
         try:
-            yield counter.wrap(self._window_records(window, spooled))
+            if direct is not None:
+                counter.rows = direct(window, spooled)
+                yield iter(())
+            else:
+                yield counter.wrap(self._window_records(window, spooled))
         finally:
             spooled.close()
         plan.progress.done(window, counter.rows, spooled.size, time.monotonic() - begun)
@@ -136,16 +151,33 @@ class EventsStream(FullStoryHTTPStream):
         the catalogue already guarantees.
         """
         plan = self.plan(context)
-        fast = fast_path_allowed(self)
-        drop = self.deselected_properties()
+        direct = self._write_window if fast_path_allowed(self) else None
         for window in plan:
-            with self.export(plan, window) as records:
-                if fast:
-                    written = FastSingerWriter.write_records(self.name, records, self._extracted, drop)
-                    self._record_counter.increment(written)
-                else:
-                    yield from records
+            with self.export(plan, window, direct) as records:
+                yield from records  # nothing on the fast path: `direct` wrote them
             self.complete_window(window, context)
+
+    def _write_window(self, window: Window, spooled: Spooled) -> int:
+        """The fast path: one window's RECORD lines straight to stdout; returns the rows.
+
+        A large NDJSON export is written by two processes (`write_ndjson_parallel`); if that
+        stops early (malformed row, rows out of order, truncated file...) the sequential path
+        resumes after the rows already written and handles the problem as usual."""
+        drop = self.deselected_properties()
+        written, complete = 0, False
+        if spooled.size >= PARALLEL_MIN_BYTES:
+            encoder = ChunkEncoder(
+                self.name, self._extracted, Splitter(mobile=self.settings.include_mobile_fields),
+                fmt(window.start), fmt(window.end), self.settings.event_id, drop,
+            )
+            written, complete = write_ndjson_parallel(spooled.path, encoder)
+        if not complete:
+            written += FastSingerWriter.write_records(
+                self.name, self._window_records(window, spooled, emitted=written),
+                self._extracted, drop,
+            )
+        self._record_counter.increment(written)
+        return written
 
     def get_batches(self, batch_config: t.Any, context: t.Any = None) -> t.Iterator[t.Any]:
         """BATCH mode: one Parquet/JSONL file per UTC day (see tap_fullstory.batches)."""
@@ -172,14 +204,16 @@ class EventsStream(FullStoryHTTPStream):
         if self.state_per_window:
             self._write_state_message()
 
-    def _window_records(self, window: Window, spooled: Spooled) -> t.Iterator[dict]:
-        """Records of one window's file; a truncated file is downloaded again and resumed after the
-        rows already emitted (same export, same bytes), never emitting a row twice."""
+    def _window_records(
+        self, window: Window, spooled: Spooled, emitted: int = 0
+    ) -> t.Iterator[dict]:
+        """Records of one window's file, after the first `emitted` rows (written already); a
+        truncated file is downloaded again and resumed after the rows already emitted (same
+        export, same bytes), never emitting a row twice."""
         splitter = Splitter(mobile=self.settings.include_mobile_fields)
         split = splitter.split
         export_start, export_end = fmt(window.start), fmt(window.end)
         use_keys = self.settings.event_id
-        emitted = 0
         redownloads = 0
         whole_window = False
         current = spooled
