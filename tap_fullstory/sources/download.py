@@ -20,7 +20,7 @@ import requests
 import urllib3
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
-from tap_fullstory.sources.http import ExpiredURLError, FullStoryHTTPStream
+from tap_fullstory.sources.http import MAX_TRIES, ExpiredURLError, FullStoryHTTPStream
 
 CHUNK = 1 << 20
 MAX_DROPS = 8
@@ -76,7 +76,12 @@ def spool(
         with os.fdopen(fd, "wb") as out:
             while True:
                 try:
-                    response = http.open_download(url, authenticated=authenticated, offset=offset)
+                    try:
+                        response = http.open_download(url, authenticated=authenticated, offset=offset)
+                    except RetriableAPIError as exc:
+                        # open_download has already retried MAX_TRIES times (honouring
+                        # Retry-After); retrying that again per drop would multiply the tries.
+                        raise DownloadError(f"{what}: gave up after {MAX_TRIES} tries: {exc}") from None
                     if offset and response.status_code != 206:
                         out.seek(0)
                         out.truncate()

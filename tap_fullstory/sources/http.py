@@ -149,13 +149,17 @@ class FullStoryHTTPStream(RESTStream):
         )(func)
 
     def validate_response(self, response: requests.Response) -> None:
+        self._validate(response, urlsplit(response.url).path)
+
+    def _validate(
+        self, response: requests.Response, where: str, secrets: t.Sequence[str] = ()
+    ) -> None:
+        """Raise for error statuses; `where` names the call (never a signed URL's path or query),
+        `secrets` are scrubbed from any detail quoted from the body."""
         status = response.status_code
-        where = urlsplit(response.url).path
         if status == 429 or status >= 500:
-            raise RetriableAPIError(
-                f"FullStory answered {status} for {where}: {error_detail(response) or response.reason}",
-                response,
-            )
+            detail = _scrub(error_detail(response) or response.reason, secrets)
+            raise RetriableAPIError(f"FullStory answered {status} for {where}: {detail}", response)
         if status in (401, 403):
             raise RejectedKeyError(
                 f"FullStory rejected the API key (HTTP {status} for {where}): check api_key "
@@ -168,28 +172,29 @@ class FullStoryHTTPStream(RESTStream):
                 "the account has the data export entitlement"
             )
         if 400 <= status < 500:
-            raise FatalAPIError(
-                f"FullStory answered {status} for {where}: {error_detail(response) or response.reason}"
-            )
+            detail = _scrub(error_detail(response) or response.reason, secrets)
+            raise FatalAPIError(f"FullStory answered {status} for {where}: {detail}")
 
     # --- sending ---------------------------------------------------------------------------
 
     def _send_once(
         self, prepared: requests.PreparedRequest, stream: bool, signed: bool = False
     ) -> requests.Response:
+        # A signed URL's path and query are credentials: name it, never show it.
+        parts = urlsplit(prepared.url or "")
+        where = "the signed download URL" if signed else parts.path
+        secrets = [x for x in (parts.path, parts.query) if len(x) > 1] if signed else []
         try:
             response = self.requests_session.send(prepared, timeout=self.timeout, stream=stream)
         except requests.RequestException as exc:
             # requests' messages embed the full URL; keep only the exception kind and path.
-            raise RetriableAPIError(
-                f"{type(exc).__name__} calling {urlsplit(prepared.url or '').path}"
-            ) from None
+            raise RetriableAPIError(f"{type(exc).__name__} calling {where}") from None
         if signed and response.status_code in (400, 401, 403, 404, 410):
             response.close()
             raise ExpiredURLError(
                 f"the signed download URL was refused (HTTP {response.status_code}); it may have expired"
             )
-        self.validate_response(response)
+        self._validate(response, where, secrets)
         return response
 
     def api(
@@ -230,9 +235,48 @@ class FullStoryHTTPStream(RESTStream):
                 prepared.headers.setdefault(key, value)
         else:
             prepared.headers.pop("Authorization", None)
+            remember_signed(prepared.url or url)
         return self.request_decorator(self._send_once)(prepared, True, not authenticated)
 
 
+def _scrub(text: str, secrets: t.Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    return text
+
+
+#: Path and query of every signed URL this process has opened: redacted from urllib3's log lines.
+_SIGNED_PARTS: set[str] = set()
+_URLLIB3_LOGGERS = ("urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.response",
+                    "urllib3.poolmanager", "urllib3.util.retry")
+
+
+class _RedactSignedURLs(logging.Filter):
+    """Rewrites a urllib3 log record that quotes a signed URL's path or query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SIGNED_PARTS:
+            text = record.getMessage()
+            redacted = _scrub(text, sorted(_SIGNED_PARTS, key=len, reverse=True))
+            if redacted != text:
+                record.msg, record.args = redacted, None
+        return True
+
+
+_REDACT = _RedactSignedURLs()
+
+
+def remember_signed(url: str) -> None:
+    """Register a signed URL so that no urllib3 log line can show its path or query."""
+    parts = urlsplit(url)
+    _SIGNED_PARTS.update(x for x in (parts.path, parts.query) if len(x) > 1)
+
+
 def quiet_urllib3() -> None:
-    """urllib3 logs full URLs (with signed query strings) at DEBUG; keep it at WARNING."""
+    """urllib3 logs full URLs (with signed query strings) at DEBUG; keep it at WARNING, and should
+    a logging config turn its DEBUG lines back on, redact the signed URLs in them."""
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    for name in _URLLIB3_LOGGERS:
+        logger = logging.getLogger(name)
+        if _REDACT not in logger.filters:
+            logger.addFilter(_REDACT)

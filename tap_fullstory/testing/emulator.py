@@ -217,6 +217,12 @@ class _Server(ThreadingHTTPServer):
     emu: Emulator
     aborted: set[int]
 
+    def handle_error(self, request: t.Any, client_address: t.Any) -> None:
+        """A client that hangs up (a killed tap, a reset fault) is normal here, not a traceback."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.aborted = set()
         super().__init__(*args, **kwargs)
