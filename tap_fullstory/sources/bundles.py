@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from singer_sdk.exceptions import FatalAPIError
 
-from tap_fullstory.sources.download import Spooled, spool
+from tap_fullstory.sources.download import Spooled, spool_again
 from tap_fullstory.sources.http import FullStoryHTTPStream
 from tap_fullstory.windows import UTC, Window
 
@@ -67,15 +67,10 @@ class BundlesSource:
                 return
 
     def fetch(self, window: Window) -> Spooled:
-        def download() -> Spooled:
-            spooled = spool(
-                self.http,
-                lambda: f"{self.http.url_base}{GET_PATH}?id={window.bundle_id}",
-                authenticated=True,
-                logger=self.logger,
-                what=f"download of bundle {window.bundle_id} {window.label}",
-            )
-            spooled.again = download
-            return spooled
-
-        return download()
+        return spool_again(
+            self.http,
+            lambda: f"{self.http.url_base}{GET_PATH}?id={window.bundle_id}",
+            authenticated=True,
+            logger=self.logger,
+            what=f"download of bundle {window.bundle_id} {window.label}",
+        )

@@ -133,3 +133,21 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, (RetriableAPIError, FatalAPIError)):
         return str(exc)
     return type(exc).__name__
+
+
+def spool_again(
+    http: FullStoryHTTPStream,
+    locate: t.Callable[[], str],
+    *,
+    authenticated: bool,
+    logger: logging.Logger,
+    what: str,
+) -> Spooled:
+    """`spool`, keeping in `Spooled.again` how to download the same export once more."""
+
+    def download() -> Spooled:
+        spooled = spool(http, locate, authenticated=authenticated, logger=logger, what=what)
+        spooled.again = download
+        return spooled
+
+    return download()

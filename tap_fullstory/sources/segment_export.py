@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from singer_sdk.exceptions import FatalAPIError
 
-from tap_fullstory.sources.download import Spooled, spool
+from tap_fullstory.sources.download import Spooled, spool_again
 from tap_fullstory.sources.http import FullStoryHTTPStream
 from tap_fullstory.windows import Window, fmt, plan_windows
 
@@ -44,19 +44,13 @@ class SegmentExportSource:
     def fetch(self, window: Window) -> Spooled:
         operation_id = self._create(window)
         export_id = self._wait(operation_id, window)
-
-        def download() -> Spooled:
-            spooled = spool(
-                self.http,
-                lambda: self._location(export_id),
-                authenticated=False,
-                logger=self.logger,
-                what=f"download of export {window.label}",
-            )
-            spooled.again = download
-            return spooled
-
-        return download()
+        return spool_again(
+            self.http,
+            lambda: self._location(export_id),
+            authenticated=False,
+            logger=self.logger,
+            what=f"download of export {window.label}",
+        )
 
     def windows(self, start: dt.datetime, limit: dt.datetime) -> t.Iterator[Window]:
         return iter(plan_windows(start, self.window, limit=limit))
