@@ -1,7 +1,7 @@
 # Virtual environments (and the PostgreSQL server) for the local stand-ins of external services.
 # Included by the top-level Makefile; `make test` depends on `services-venvs`.
 #
-# Layout (pins: /work/shared/reference/local-services.md):
+# Layout (pins: shared/reference/local-services.md, beside the repository):
 #   .venv-services  moto[s3] + flask + flask-cors, fake-gcs-server wrapper + google-cloud-storage + gcsfs,
 #                   bqemulator + google-cloud-bigquery + numpy. These three co-install cleanly (`pip check`), so
 #                   they share ONE venv and .venv-s3, .venv-gcs and .venv-bq are symlinks to it (saves ~40 % of
