@@ -206,7 +206,8 @@ def _day_batches(
             writer = make_writer(stream, batch_config, window.start)
             begun = time.monotonic()
         try:
-            with stream.export(plan, window) as records:
+            direct = _arrow_direct(stream, writer)
+            with stream.export(plan, window, direct) as records:
                 add = writer.add
                 for record in records:
                     add(record)
@@ -233,3 +234,35 @@ def _day_batches(
         yield batch_config.encoding, [url]
     stream._finalize_state(stream.stream_state)
     stream._write_state_message()
+
+
+def _arrow_direct(stream: EventsStream, writer: DayWriter
+                  ) -> t.Callable[[Window, t.Any], int] | None:
+    """The Parquet fast path for one window (`arrow_chunks`), or None (per-record path).
+
+    It writes what it can prove identical; the per-record path then resumes after those rows
+    (same export, same rows), exactly as the RECORD writer's parallel path is resumed."""
+    from tap_fullstory import arrow_chunks
+
+    if not arrow_chunks.ENABLED or not isinstance(writer, ParquetDayWriter):
+        return None
+    settings = stream.settings
+
+    def direct(window: Window, spooled: t.Any) -> int:
+        from tap_fullstory.windows import fmt
+
+        fast = arrow_chunks.ArrowChunkWriter(
+            writer, mobile=settings.include_mobile_fields, use_keys=settings.event_id,
+            export_start=fmt(window.start), export_end=fmt(window.end))
+        written, complete = fast.write(spooled.path)
+        if fast.fallbacks:
+            stream.logger.info("Window %s: %d chunk(s) written by the per-record path",
+                               window.label, fast.fallbacks)
+        if not complete:
+            add = writer.add
+            for record in stream._window_records(window, spooled, emitted=written):
+                add(record)
+                written += 1
+        return written
+
+    return direct

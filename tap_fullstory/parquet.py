@@ -221,11 +221,30 @@ class ParquetDayWriter:
         if self._batched_rows >= self.row_group_rows:
             self._flush()
 
+    def add_batch(self, batch: pa.RecordBatch) -> None:
+        """Rows already in Arrow form (`arrow_chunks`), after any rows added one by one. Row
+        groups stay exactly `row_group_rows` long, as on the per-record path."""
+        self._convert()
+        if not batch.num_rows:
+            return
+        self._batches.append(batch)
+        self._batched_rows += batch.num_rows
+        self.rows += batch.num_rows
+        size = self.row_group_rows
+        while self._batched_rows >= size:
+            table = pa.Table.from_batches(self._batches, schema=self.schema)
+            rest = table.slice(size)
+            self._batches, self._batched_rows = rest.to_batches(), rest.num_rows
+            self._write(table.slice(0, size))
+
     def _flush(self) -> None:
         if not self._batches:
             return
         table = pa.Table.from_batches(self._batches, schema=self.schema)
         self._batches, self._batched_rows = [], 0
+        self._write(table)
+
+    def _write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._file = self._open_file()
             self._writer = pq.ParquetWriter(

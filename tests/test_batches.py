@@ -382,3 +382,122 @@ def test_target_postgres_loads_parquet_and_jsonl_like_record_mode(
         assert con.execute(
             f'SELECT count(*) FROM rec.events r JOIN pq.events p USING ("{eid}") '
             f'WHERE r."{cv}" IS DISTINCT FROM (p."{cv}" #>> \'{{}}\')::jsonb').fetchone()[0] == 0
+
+
+# --- the Arrow chunk path (tap_fullstory.arrow_chunks) -------------------------------------------
+
+
+def _day_file(tmp_path: Path, rows: list[dict[str, t.Any]], fast: bool,
+              chunk_bytes: int = 2_000) -> tuple[pa.Table, t.Any]:
+    """One window's rows written as the day batch would write them: the Arrow chunk path
+    (resumed by the per-record path where it stops) or the per-record path alone."""
+    import logging
+
+    from tap_fullstory import output
+    from tap_fullstory.arrow_chunks import ArrowChunkWriter
+    from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID, EXPORT_END, EXPORT_START, Splitter
+    from tap_fullstory.keys import EventKeyer, OutOfOrderError
+    from tap_fullstory.parquet import _ARROW, ParquetDayWriter, property_kind
+    from tap_fullstory.sources.decode import iter_rows
+
+    src = tmp_path / f"export-{fast}.ndjson.gz"
+    text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
+    src.write_bytes(gzip.compress(text.encode()))
+    dst = tmp_path / f"day-{fast}.parquet"
+    kinds = [property_kind(SCHEMA[n]) for n in SCHEMA]
+    schema = pa.schema([pa.field(n, _ARROW[k]) for n, k in zip(SCHEMA, kinds, strict=True)])
+
+    class File:
+        def __init__(self) -> None:
+            self.file = dst.open("wb")
+
+        def commit(self) -> str:
+            self.file.close()
+            return str(dst)
+
+    writer = ParquetDayWriter(File, schema, kinds, logging.getLogger("t"), 7, SCHEMA)
+    start, end = "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"
+    fast_writer = ArrowChunkWriter(writer, mobile=False, use_keys=True, export_start=start,
+                                   export_end=end)
+    written, complete = 0, False
+    if fast:
+        saved = output.CHUNK_BYTES
+        output.CHUNK_BYTES = chunk_bytes
+        try:
+            written, complete = fast_writer.write(str(src))
+        finally:
+            output.CHUNK_BYTES = saved
+    if not complete:  # as EventsStream._window_records, resuming after `written` rows
+        split = Splitter(mobile=False).split
+        for whole in (False, True):
+            keyer, out = EventKeyer(whole_window=whole), []
+            try:
+                for i, row in enumerate(iter_rows(str(src))):
+                    cols, custom = split(row)
+                    cols[EVENT_ID] = keyer.key(cols)
+                    if i >= written:
+                        out.append({**cols, CUSTOM_VARS: custom, EXPORT_START: start,
+                                    EXPORT_END: end})
+            except OutOfOrderError:
+                continue
+            break
+        for record in out:
+            writer.add(record)
+    writer.close()
+    return pq.read_table(dst), fast_writer
+
+
+def _rows(n: int = 60, tweaks: dict[int, dict[str, t.Any]] | None = None
+          ) -> list[dict[str, t.Any]]:
+    rows = []
+    for i in range(n):
+        row: dict[str, t.Any] = {
+            # three rows per EventStart, identical on the identity fields: ordinals 0, 1, 2
+            "EventStart": f"2024-01-01T00:00:{i // 3:02d}.500Z", "EventType": "click",
+            "UserId": 7 + i // 3 % 4, "SessionId": 11, "PageId": 13, "EventPageOffset": i // 3,
+            "EventTargetText": ['Gr\u00f6\u00dfe "XL"\nnext', "back\\slash\ttab", "\u00e9"][i // 3 % 3],
+            "PageStart": "2024-01-01T00:00:00.000Z", "EventCumulativeLayoutShift": 0.25 * i,
+            "user_plan_str": f"plan {i}", "user_ltv_real": 10.5 + i, "user_ids_ints": [i, 2],
+            "user_tags_strs": ["a\"b", "c"], "user_vip_bool": i % 2 == 0, "user_empty": [],
+            "evt_count_int": i,
+        }
+        if i % 5:
+            del row["user_plan_str"]
+        row.update((tweaks or {}).get(i, {}))
+        rows.append(row)
+    return rows
+
+
+def _same(tmp_path: Path, rows: list[dict[str, t.Any]]) -> t.Any:
+    fast, writer = _day_file(tmp_path, rows, fast=True)
+    slow, _ = _day_file(tmp_path, rows, fast=False)
+    assert fast.schema.equals(slow.schema)
+    assert fast.to_pylist() == slow.to_pylist()
+    return writer
+
+
+def test_arrow_chunks_write_what_the_per_record_path_writes(tmp_path) -> None:
+    writer = _same(tmp_path, _rows())
+    assert writer.partial == 0 and writer.fallbacks == 0  # every chunk columnar
+
+
+def test_arrow_chunks_null_and_integral_values_take_the_python_pass(tmp_path) -> None:
+    rows = _rows(tweaks={5: {"user_plan_str": None}, 40: {"user_ltv_real": 3},
+                         41: {"user_ltv_real": 4.0}, 50: {"user_ids_ints": [1, None]}})
+    writer = _same(tmp_path, rows)
+    assert writer.partial >= 3 and writer.fallbacks == 0
+
+
+def test_arrow_chunks_fall_back_per_chunk(tmp_path) -> None:
+    """A known field in another case, a non-canonical timestamp, a type mismatch, an int64
+    overflow: only that chunk takes the per-record path, with the same values."""
+    rows = _rows(tweaks={3: {"eventSubType": "x"}, 20: {"PageStart": "2024-01-01T01:00:00+01:00"},
+                         33: {"PageId": "13"}, 45: {"UserId": 2**70}})
+    writer = _same(tmp_path, rows)
+    assert writer.fallbacks >= 4
+
+
+def test_arrow_chunks_stop_where_the_per_record_path_must_decide(tmp_path) -> None:
+    rows = _rows()
+    rows[40]["EventStart"] = "2023-12-31T00:00:00.000Z"  # out of order: whole-window keys
+    _same(tmp_path, rows)
