@@ -38,7 +38,7 @@ import pyarrow.json as pj
 
 from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID, EXPORT_END, EXPORT_START, Splitter
 from tap_fullstory.keys import IDENTITY_FIELDS, EventKeyer, OutOfOrderError
-from tap_fullstory.output import _BAD, _chunks
+from tap_fullstory.output import _chunks, line_event_start
 from tap_fullstory.parquet import _ARROW, TS_TYPE
 
 if t.TYPE_CHECKING:
@@ -90,13 +90,7 @@ class _Cutter:
         self.splitter = splitter
 
     def event_start(self, line: bytes) -> t.Any:
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return _BAD
-        if not isinstance(row, dict):
-            return _BAD
-        return self.splitter.split(row)[0].get("EventStart")
+        return line_event_start(self.splitter, line)
 
 
 class ArrowChunkWriter:

@@ -113,6 +113,17 @@ _TOKEN = struct.Struct("<qq")  # (chunk index, rows written; -1 = not written, s
 _BAD = object()
 
 
+def line_event_start(splitter: t.Any, line: bytes) -> t.Any:
+    """The EventStart the keyer would see for this line, or _BAD (blank, not an object...)."""
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return _BAD
+    if not isinstance(row, dict):
+        return _BAD
+    return splitter.split(row)[0].get("EventStart")
+
+
 class ChunkEncoder:
     """Rows of one NDJSON chunk -> the chunk's RECORD lines, exactly as the sequential path writes
     them (split, EventId, CustomVars, export window, deselected properties dropped)."""
@@ -128,14 +139,7 @@ class ChunkEncoder:
         self.drop = tuple(drop)
 
     def event_start(self, line: bytes) -> t.Any:
-        """The EventStart the keyer would see for this line, or _BAD (blank, not an object...)."""
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return _BAD
-        if not isinstance(row, dict):
-            return _BAD
-        return self.splitter.split(row)[0].get("EventStart")
+        return line_event_start(self.splitter, line)
 
     def encode(self, chunk: bytes, after: t.Any) -> tuple[bytes, int]:
         """(RECORD lines, rows) of a chunk of NDJSON lines; raises on anything the sequential path
