@@ -242,3 +242,17 @@ def test_window_label() -> None:
     assert Window(ts("2024-01-01T00:00:00"), ts("2024-01-01T06:00:00")).label == (
         "[2024-01-01T00:00:00Z, 2024-01-01T06:00:00Z)"
     )
+
+
+@pytest.mark.parametrize(
+    ("export_api", "base"),
+    [("segment_export", "https://api.fullstory.com"), ("bundles", "https://export.fullstory.com")],
+)
+def test_http_uses_validated_settings_with_their_defaults(export_api: str, base: str) -> None:
+    """No api_url in the config: each source's documented default, not a KeyError."""
+    from tap_fullstory.tap import TapFullStory
+
+    stream = TapFullStory(config={"api_key": " k ", "export_api": export_api}).streams["events"]
+    assert stream.url_base == base
+    assert stream.authenticator.auth_headers == {"Authorization": "Basic k"}
+    assert stream.timeout == 300

@@ -20,6 +20,9 @@ from singer_sdk.authenticators import APIKeyAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.streams import RESTStream
 
+if t.TYPE_CHECKING:
+    from tap_fullstory.settings import Settings
+
 MAX_TRIES = 8
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
@@ -36,12 +39,6 @@ class ExpiredURLError(FatalAPIError):
 
 class NotFoundError(FatalAPIError):
     """404 on an API call: wrong api_url/region, or no export entitlement."""
-
-
-def safe_url(url: str) -> str:
-    """Scheme, host and path of an API URL, without the query string (which may carry secrets)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
@@ -85,21 +82,23 @@ class FullStoryHTTPStream(RESTStream):
 
     #: 429 is retried; 5xx are retried by the SDK's rule.
     extra_retry_statuses = [429]  # noqa: RUF012
+    #: Validated settings (defaults applied): set by the concrete stream before the SDK's init.
+    settings: Settings
 
     @property
     def url_base(self) -> str:
-        return str(self.config["api_url"]).rstrip("/")
+        return self.settings.api_url
 
     @property
     def authenticator(self) -> APIKeyAuthenticator:
         # FullStory wants the raw key: "Authorization: Basic <key>" (not base64 user:password).
         return APIKeyAuthenticator(
-            key="Authorization", value=f"Basic {self.config['api_key']}", location="header"
+            key="Authorization", value=f"Basic {self.settings.api_key}", location="header"
         )
 
     @property
     def timeout(self) -> float:  # type: ignore[override]
-        return float(self.config.get("request_timeout", 300))
+        return self.settings.request_timeout
 
     @property
     def http_headers(self) -> dict[str, str]:
