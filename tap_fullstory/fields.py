@@ -96,21 +96,21 @@ class Splitter:
     an int stays an int, a list stays a list.
     """
 
-    __slots__ = ("_exact", "_exact_keys", "_lower", "_route", "_ts")
+    __slots__ = ("_columns", "_exact_keys", "_lower", "_route", "_ts")
 
     def __init__(self, *, mobile: bool) -> None:
         fields = export_fields(mobile=mobile)
-        self._exact: dict[str, str] = {name: name for name, _ in fields}
-        self._exact[CUSTOM_VARS] = CUSTOM_VARS
-        self._lower: dict[str, str] = {k.lower(): v for k, v in self._exact.items()}
-        self._exact_keys = frozenset(name for name, _ in fields)
+        self._columns: tuple[str, ...] = tuple(name for name, _ in fields)
+        self._exact_keys = frozenset(self._columns)
+        # CUSTOM_VARS is known too, so that a "customvars" key is recognised (and kept as custom).
+        self._lower: dict[str, str] = {n.lower(): n for n in (*self._columns, CUSTOM_VARS)}
         #: key -> column name ("" = custom var); custom var names repeat, so this stays small.
         self._route: dict[str, str] = {}
         self._ts: tuple[str, ...] = tuple(name for name, kind in fields if kind == TS)
 
     @property
     def column_names(self) -> list[str]:
-        return [name for name in self._exact if name != CUSTOM_VARS]
+        return list(self._columns)
 
     def split(self, row: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
         """Return (columns, custom vars) for one export row. `row` itself becomes the columns.
