@@ -24,7 +24,7 @@ already written and handles the problem as it always does.
 
 from __future__ import annotations
 
-import hashlib
+import collections
 import io
 import os
 import re
@@ -36,8 +36,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from tap_fullstory import native
 from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID, EXPORT_END, EXPORT_START, Splitter
-from tap_fullstory.keys import IDENTITY_FIELDS, EventKeyer, OutOfOrderError
+from tap_fullstory.keys import IDENTITY_FIELDS, EventKeyer, keys_of
+from tap_fullstory.native import Fallback, NativeChunks
 from tap_fullstory.output import _chunks, line_event_start
 from tap_fullstory.parquet import _ARROW, TS_TYPE
 
@@ -46,6 +48,10 @@ if t.TYPE_CHECKING:
 
 #: Set to "0" to disable the fast path (the per-record path then writes every row).
 ENABLED = os.environ.get("TAP_FULLSTORY_ARROW_CHUNKS", "1") != "0"
+#: Set to "0" to leave the C scanner out (the Arrow paths below then take every chunk).
+NATIVE = os.environ.get("TAP_FULLSTORY_NATIVE", "1") != "0"
+#: Decompressed bytes per read on the C path (cut into CHUNK_BYTES chunks without copying).
+BLOCK = 16 << 20
 _JSON_OPTS = orjson.OPT_NON_STR_KEYS
 #: FullStory's timestamp form, the only one `Splitter` passes through untouched (see fields.py).
 _CANONICAL_TS = r"^.{19}\..{3}Z$"
@@ -77,10 +83,6 @@ _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "
 _ESCAPE_CODES = (b"\\", b'"', b"n", b"r", b"t")  # the letter after the backslash in JSON
 _CONTROL_CODES = frozenset((b"b", b"f", b"u"))  # the escapes that can give other controls
 _ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
-
-
-class Fallback(Exception):
-    """This chunk needs the per-record path (its values would differ on the fast path)."""
 
 
 class _Cutter:
@@ -128,26 +130,37 @@ class ArrowChunkWriter:
         self._control = True
         self.fallbacks = 0  # chunks written by the per-record path
         self.partial = 0  # chunks that needed the Python pass (CustomVars, EventId)
+        self.native_chunks = 0  # chunks written by the C scanner
         #: Every column from Arrow, no Python pass per line: needs the identity fields parsed.
         self.vectorized = set(IDENTITY_FIELDS) <= {name for name, _ in self._known}
         self._infer = pj.ParseOptions(explicit_schema=self._parse.explicit_schema,
                                       unexpected_field_behavior="infer")
+        #: The C scanner, when built (`native`): tried first on every chunk.
+        self._native = (NativeChunks(
+            self.schema, kinds, splitter.column_names, use_keys=use_keys,
+            window_ts=self._window_ts)
+            if native.AVAILABLE and NATIVE else None)
 
     def write(self, path: str) -> tuple[int, bool]:
         """(rows written, complete). Not complete: resume the per-record path after the rows."""
-        from tap_fullstory.sources.decode import body_blocks, is_json_array
+        from tap_fullstory.sources.decode import CHUNK, body_blocks, is_json_array
 
         if is_json_array(path):
             return 0, False
         written = 0
         cutter = _Cutter(Splitter(mobile=self.mobile))
-        pool = ThreadPoolExecutor(1, thread_name_prefix="arrow-json")
+        pool = ThreadPoolExecutor(1, thread_name_prefix="chunk-parse")
         try:
-            chunks = _chunks(body_blocks(path), cutter)  # type: ignore[arg-type]  # event_start
+            # With the C scanner: big blocks, chunks as views of them (C reads any buffer; the
+            # other paths get bytes when they need them).
+            views = self._native is not None
+            chunks = _chunks(body_blocks(path, BLOCK if views else CHUNK),
+                             cutter, views=views)  # type: ignore[arg-type]  # event_start
             for chunk, after, parsed in self._parsed(pool, chunks):
-                if self.vectorized:
+                if self._native is not None or self.vectorized:
                     try:
-                        batch = self._columnar(chunk, after, parsed.result())
+                        batch = (self._native.batch(parsed.result()) if self._native
+                                 else self._columnar(chunk, after, parsed.result()))
                     except Fallback:
                         self.partial += 1
                     except Exception:  # out of order...: the per-record path decides
@@ -155,7 +168,9 @@ class ArrowChunkWriter:
                     else:
                         self.writer.add_batch(batch)
                         written += batch.num_rows
+                        self.native_chunks += self._native is not None
                         continue
+                chunk = bytes(chunk)  # a view (C path) -> bytes for the paths below
                 parsed = pool.submit(self._arrow, chunk)
                 try:
                     extra = self._python_pass(chunk, after)
@@ -179,20 +194,24 @@ class ArrowChunkWriter:
         return written, True
 
     def _parsed(self, pool: ThreadPoolExecutor, chunks: t.Iterator[tuple[bytes, t.Any]]
-                ) -> t.Iterator[tuple[bytes, t.Any, Future[pa.Table | Exception]]]:
-        """Chunks with their Arrow parse started one chunk ahead, on the worker thread."""
-        if not self.vectorized:
+                ) -> t.Iterator[tuple[bytes, t.Any, Future[t.Any]]]:
+        """Chunks with their parse (C scan, or Arrow) started ahead on the worker thread; with
+        the C scanner, decompressing and cutting run on a thread of their own as well."""
+        if self._native is None and not self.vectorized:
             for chunk, after in chunks:
-                yield chunk, after, t.cast("Future[pa.Table | Exception]", None)
+                yield chunk, after, t.cast("Future[t.Any]", None)
             return
-        ahead: tuple[bytes, t.Any, Future[pa.Table | Exception]] | None = None
+        if self._native is not None:
+            parse, ahead, chunks = self._native.scan, 1, native.background(chunks, depth=1)
+        else:
+            parse, ahead = (lambda chunk, _after: self._arrow(chunk, self._infer)), 1
+        pending: collections.deque[tuple[bytes, t.Any, Future[t.Any]]] = collections.deque()
         for chunk, after in chunks:
-            current = (chunk, after, pool.submit(self._arrow, chunk, self._infer))
-            if ahead is not None:
-                yield ahead
-            ahead = current
-        if ahead is not None:
-            yield ahead
+            pending.append((chunk, after, pool.submit(parse, chunk, after)))
+            if len(pending) > ahead:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
 
     def _arrow(self, chunk: bytes, options: pj.ParseOptions | None = None
                ) -> pa.Table | Exception:
@@ -398,21 +417,5 @@ class ArrowChunkWriter:
                  for name in IDENTITY_FIELDS]
         joined = pc.binary_join_element_wise(
             "[", pc.binary_join_element_wise(*texts, ","), "]", "")
-        blake2b = hashlib.blake2b
-        current = after
-        counts: dict[str, int] = {}
-        ids: list[str] = []
-        append = ids.append
         starts = table.column("EventStart").to_pylist()
-        for text, start in zip(pc.cast(joined, pa.binary()).to_pylist(), starts, strict=True):
-            if start != current:  # as EventKeyer.key
-                if current is not None and start is not None and start < current:
-                    raise OutOfOrderError(f"EventStart {start} after {current}")
-                counts.clear()
-                current = start
-            digest = blake2b(text, digest_size=16).hexdigest()
-            ordinal = counts.get(digest, 0)
-            counts[digest] = ordinal + 1
-            append(digest if ordinal == 0 else blake2b(
-                bytes.fromhex(digest) + ordinal.to_bytes(8, "big"), digest_size=16).hexdigest())
-        return ids
+        return keys_of(pc.cast(joined, pa.binary()).to_pylist(), starts, after)

@@ -174,10 +174,12 @@ class ChunkEncoder:
         return self.head + (self.tail + self.head).join(out) + self.tail, len(out)
 
 
-def _chunks(blocks: t.Iterable[bytes], encoder: ChunkEncoder) -> t.Iterator[tuple[bytes, t.Any]]:
+def _chunks(blocks: t.Iterable[bytes], encoder: ChunkEncoder, *, views: bool = False
+            ) -> t.Iterator[tuple[t.Any, t.Any]]:
     """(NDJSON lines, EventStart of the row before them) per chunk: at least CHUNK_BYTES, cut only
     between two valid rows whose EventStart differs. Deterministic: both processes cut alike.
-    Raises _Stop when no cut is found within MAX_CHUNK_BYTES."""
+    Raises _Stop when no cut is found within MAX_CHUNK_BYTES. `views`: chunks are memoryviews
+    of the decompressed blocks (no copy) instead of bytes."""
     es = encoder.event_start
     buf = b""
     after: t.Any = None
@@ -200,7 +202,7 @@ def _chunks(blocks: t.Iterable[bytes], encoder: ChunkEncoder) -> t.Iterator[tupl
                 if len(buf) - pos > MAX_CHUNK_BYTES:
                     raise _Stop
                 break
-            yield buf[pos:cut], after
+            yield (memoryview(buf)[pos:cut] if views else buf[pos:cut]), after
             after, pos = prev, cut
         buf = buf[pos:]
     if buf:

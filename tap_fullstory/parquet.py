@@ -7,10 +7,11 @@ kept), CustomVars -> JSON text with Parquet's JSON logical type. zstd, bounded r
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
+import threading
 import typing as t
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import orjson
 import pyarrow as pa
@@ -30,6 +31,8 @@ ROW_GROUP_ROWS = 100_000
 CHUNK_ROWS = 25_000
 TS_TYPE = pa.timestamp("us", tz="UTC")
 _JSON_OPTS = orjson.OPT_NON_STR_KEYS
+#: Columns unique per row: a dictionary is built, overflows and is dropped for each row group.
+_UNIQUE = frozenset(("EventId", "CustomVars"))
 
 Kind = t.Literal["integer", "number", "boolean", "string", "date-time", "json"]
 
@@ -158,9 +161,9 @@ class ParquetDayWriter:
     """Streams records into one Parquet file: explicit schema, zstd, bounded row groups.
 
     Each record is scattered into per-column lists as it arrives (one pass over a dict that is
-    still in cache; the dict is then free), `CHUNK_ROWS` rows at a time become Arrow arrays, and
-    full row groups are encoded and compressed on a worker thread (pyarrow releases the GIL
-    there) while the next chunk is converted.
+    still in cache; the dict is then free), `CHUNK_ROWS` rows at a time become Arrow arrays.
+    Batches (those, or ready-made ones from `add_batch`) go to a writer thread (`_RowGroupSink`)
+    that cuts exact row groups and encodes and compresses them (pyarrow releases the GIL there).
     """
 
     def __init__(self, open_file: t.Callable[[], DayFile], schema: pa.Schema, kinds: list[Kind],
@@ -177,12 +180,9 @@ class ParquetDayWriter:
         self.rows = 0
         self._n = 0
         self._cols: dict[str, list[t.Any]] = self._new_columns()
-        self._batches: list[pa.RecordBatch] = []
-        self._batched_rows = 0
         self._file: DayFile | None = None
         self._writer: pq.ParquetWriter | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
+        self._sink: _RowGroupSink | None = None
 
     def _new_columns(self) -> dict[str, list[t.Any]]:
         size = self.chunk_rows
@@ -215,72 +215,113 @@ class ParquetDayWriter:
         arrays = [convert(name, kind, cols[name] if n == self.chunk_rows else cols[name][:n])
                   for name, kind in zip(self.names, self.kinds, strict=True)]
         del cols
-        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
-        self._batched_rows += n
-        self.rows += n
-        if self._batched_rows >= self.row_group_rows:
-            self._flush()
+        self._put(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
 
     def add_batch(self, batch: pa.RecordBatch) -> None:
         """Rows already in Arrow form (`arrow_chunks`), after any rows added one by one. Row
         groups stay exactly `row_group_rows` long, as on the per-record path."""
         self._convert()
-        if not batch.num_rows:
-            return
-        self._batches.append(batch)
-        self._batched_rows += batch.num_rows
-        self.rows += batch.num_rows
-        size = self.row_group_rows
-        while self._batched_rows >= size:
-            table = pa.Table.from_batches(self._batches, schema=self.schema)
-            rest = table.slice(size)
-            self._batches, self._batched_rows = rest.to_batches(), rest.num_rows
-            self._write(table.slice(0, size))
+        if batch.num_rows:
+            self._put(batch)
 
-    def _flush(self) -> None:
-        if not self._batches:
-            return
-        table = pa.Table.from_batches(self._batches, schema=self.schema)
-        self._batches, self._batched_rows = [], 0
-        self._write(table)
-
-    def _write(self, table: pa.Table) -> None:
-        if self._writer is None:
+    def _put(self, batch: pa.RecordBatch) -> None:
+        if self._sink is None:  # the file is opened here, on the caller's thread
             self._file = self._open_file()
             self._writer = pq.ParquetWriter(
-                self._file.file, self.schema, compression="zstd", compression_level=3,
+                self._file.file, self.schema, compression="zstd", compression_level=1,
+                use_dictionary=[n for n in self.names if n not in _UNIQUE],
                 write_statistics=True, store_schema=True,
             )
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-day")
-        self._wait()  # at most one row group in flight: memory stays bounded
-        assert self._pool is not None
-        self._pending = self._pool.submit(self._writer.write_table, table, self.row_group_rows)
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
+            self._sink = _RowGroupSink(self._writer, self.schema, self.row_group_rows)
+        self.rows += batch.num_rows
+        self._sink.put(batch)
 
     def close(self) -> str | None:
         """Write the rest and commit; None (and no file) when the day had no rows."""
         self._convert()
-        self._flush()
-        if self._writer is None or self._file is None:
+        if self._sink is None or self._writer is None or self._file is None:
             return None
-        self._wait()
+        self._sink.finish()
         self._writer.close()
-        self._shutdown()
         return self._file.commit()
 
     def abort(self, exc: BaseException) -> None:
-        with contextlib.suppress(BaseException):
-            self._wait()
-        self._shutdown()
+        if self._sink is not None:
+            with contextlib.suppress(BaseException):
+                self._sink.finish(discard=True)
         if self._file is not None:
             self._file.abort(exc)
-        self._batches = []
 
-    def _shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+
+class _RowGroupSink:
+    """Batches in, row groups of exactly `size` rows out, written on a thread of its own.
+
+    The caller waits only when `size // 2` rows are queued: at most a row group being written
+    plus half of one queued are held, so memory stays flat, and the caller's work overlaps the
+    encoding instead of waiting for each row group in turn.
+    """
+
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema, size: int) -> None:
+        self._writer, self._schema, self._size = writer, schema, size
+        self._limit = max(1, size // 2)
+        self._queue: collections.deque[pa.RecordBatch | None] = collections.deque()
+        self._queued = 0
+        self._error: BaseException | None = None
+        self._discard = False
+        self._done = False  # the thread has stopped (finished, discarded or failed)
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="parquet-day", daemon=True)
+        self._thread.start()
+
+    def put(self, batch: pa.RecordBatch | None) -> None:
+        with self._cond:
+            while self._queued >= self._limit and self._error is None and not self._done:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            self._queue.append(batch)
+            self._queued += batch.num_rows if batch is not None else 0
+            self._cond.notify_all()
+
+    def finish(self, *, discard: bool = False) -> None:
+        """Write what is left (or drop it) and stop the thread; raises the writer's error."""
+        self._discard = discard
+        with contextlib.suppress(BaseException):
+            self.put(None)
+        self._thread.join()
+        if self._error is not None and not discard:
+            raise self._error
+
+    def _run(self) -> None:
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue:
+                        self._cond.wait()
+                    batch = self._queue.popleft()
+                    self._queued -= batch.num_rows if batch is not None else 0
+                    self._cond.notify_all()
+                if self._discard:
+                    return
+                if batch is None:  # the end: the last, shorter row group
+                    if rows:
+                        self._writer.write_table(
+                            pa.Table.from_batches(pending, schema=self._schema), self._size)
+                    return
+                pending.append(batch)
+                rows += batch.num_rows
+                while rows >= self._size:
+                    table = pa.Table.from_batches(pending, schema=self._schema)
+                    rest = table.slice(self._size)
+                    pending, rows = rest.to_batches(), rest.num_rows
+                    self._writer.write_table(table.slice(0, self._size), self._size)
+                    del table
+        except BaseException as exc:
+            with self._cond:
+                self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()

@@ -106,10 +106,17 @@ def body_blocks(path: str, block: int = CHUNK) -> t.Iterator[bytes]:
     """The decompressed body in blocks of `block` bytes (the last may be shorter). Every process
     that reads the same file gets the same blocks (the file is opened when iteration starts, so a
     forked process gets its own). A truncated or corrupt body raises `TruncatedExportError` after
-    the blocks before it."""
-    body = None
+    the blocks before it. Reads the innermost layer directly (no `open_body` adapters: they
+    cost a third of the inflate time on a big export)."""
+    layers: list[t.Any] = []
     try:
-        body = open_body(path)
+        body: t.Any = open(path, "rb")  # noqa: SIM115 - closed below
+        layers.append(body)
+        for _ in range(2):
+            if body.peek(2)[:2] != GZIP_MAGIC:
+                break
+            body = _GzipFile(fileobj=body, mode="rb")
+            layers.append(body)
         while data := body.read(block):
             yield data
     except EOFError as exc:
@@ -117,8 +124,8 @@ def body_blocks(path: str, block: int = CHUNK) -> t.Iterator[bytes]:
     except OSError as exc:
         raise TruncatedExportError(f"the export file is corrupt ({exc})") from None
     finally:
-        if body is not None:
-            body.close()
+        for layer in reversed(layers):
+            layer.close()
 
 
 def _ndjson_rows(body: t.BinaryIO) -> t.Iterator[dict[str, t.Any]]:

@@ -1,0 +1,167 @@
+"""A chunk of NDJSON export rows -> one Arrow record batch, through the C scanner (issue #8, P1).
+
+`tap_fullstory._columns` (optional; built from `_columns.c` when a C compiler is there) reads each
+row once and returns Arrow buffers for the known columns plus the exact text of CustomVars and of
+the EventId input. This module wraps those buffers (no copy), checks what C leaves to Python
+(float texts against orjson's own shortest form). Anything not provably identical to the per-record path raises `Fallback`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import typing as t
+
+import orjson
+import pyarrow as pa
+
+from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID
+from tap_fullstory.keys import IDENTITY_FIELDS
+
+try:
+    from tap_fullstory import _columns  # type: ignore[attr-defined]
+except ImportError:  # no C compiler at install time: the pure-Python paths do the work
+    _columns = None
+
+AVAILABLE = _columns is not None
+_KIND = {"integer": "i", "number": "f", "string": "s", "date-time": "t"}
+#: C parses timestamps in FullStory's form to microseconds (any other form: refused).
+_ARROW = {"i": pa.int64(), "f": pa.float64(), "s": pa.string(), "t": pa.timestamp("us", tz="UTC")}
+
+
+#: A buffer C allocated: (address, size, owner that frees it).
+Owned = tuple[int, int, object]
+
+
+def _buffer(owned: Owned) -> pa.Buffer:
+    """The C buffer as an Arrow buffer, no copy; it lives as long as an array uses it."""
+    address, size, owner = owned
+    return pa.foreign_buffer(address, size, base=owner)
+
+
+class Fallback(Exception):
+    """This chunk needs another path (its values could differ here)."""
+
+
+class Scanned(t.NamedTuple):
+    rows: int
+    columns: list[tuple[Owned, ...]]
+    custom: tuple[Owned, Owned]
+    identity: tuple[Owned, Owned] | None  # EventId: offsets, 32 hex characters per row
+    floats: bytes
+
+
+class NativeChunks:
+    """Per window: the scanner's spec, and the batch for each scanned chunk."""
+
+    def __init__(self, schema: pa.Schema, kinds: dict[str, str], known: list[str], *,
+                 use_keys: bool, window_ts: dict[str, pa.Scalar]) -> None:
+        """`kinds`: the writer's kind per schema column; `known`: every known export field
+        (Splitter's columns, selected or not)."""
+        self.schema = schema
+        # EventStart is always scanned: the EventId ordinals follow it, selected or not.
+        wanted = {name for name in schema.names if name in kinds} | {"EventStart"}
+        self._out = [name for name in known if name in wanted]
+        self._kinds = {name: _KIND[kinds.get(name, "date-time")] for name in self._out}
+        self._spec = tuple((name.encode(), self._kinds.get(name, "s"), name in wanted)
+                           for name in known)
+        self._identity = (tuple(known.index(name) for name in IDENTITY_FIELDS)
+                          if use_keys else None)
+        self._window_ts = window_ts
+        self._floats: dict[bytes, bool] = {}
+
+    def scan(self, chunk: bytes, after: t.Any) -> Scanned | str:
+        """The C pass (releases the GIL: runs on a worker thread); a str is its refusal."""
+        start = after.encode() if isinstance(after, str) else None
+        if after is not None and start is None:
+            return "EventStart before the chunk is not text"
+        result = _columns.split(chunk, self._spec, self._identity, start)
+        if result[0] is None:
+            return t.cast(str, result[1])
+        return Scanned(*result)
+
+    def batch(self, scanned: Scanned | str) -> pa.RecordBatch:
+        if isinstance(scanned, str):
+            raise Fallback(scanned)
+        n = scanned.rows
+        self._check_floats(scanned.floats)
+        arrays: dict[str, pa.Array] = {}
+        for name, buffers in zip(self._out, scanned.columns, strict=True):
+            kind = self._kinds[name]
+            arrays[name] = pa.Array.from_buffers(_ARROW[kind], n, [_buffer(b) for b in buffers])
+        custom = pa.Array.from_buffers(pa.string(), n, [None, *map(_buffer, scanned.custom)])
+        out: list[pa.Array] = []
+        for name in self.schema.names:
+            if name == CUSTOM_VARS:
+                out.append(pa.ExtensionArray.from_storage(pa.json_(), custom))
+            elif name == EVENT_ID:
+                if scanned.identity is None:
+                    raise Fallback("no EventId")
+                out.append(pa.Array.from_buffers(
+                    pa.string(), n, [None, *map(_buffer, scanned.identity)]))
+            elif name in self._window_ts:
+                out.append(pa.repeat(self._window_ts[name], n))
+            else:
+                out.append(arrays[name])
+        return pa.RecordBatch.from_arrays(out, schema=self.schema)
+
+    def _check_floats(self, floats: bytes) -> None:
+        """Each float text C copied must be the one orjson writes for its value."""
+        if not floats:
+            return
+        known = self._floats
+        for text in floats.split(b"\n")[:-1]:
+            ok = known.get(text)
+            if ok is None:
+                try:
+                    ok = orjson.dumps(orjson.loads(text)) == text
+                except orjson.JSONDecodeError:
+                    ok = False
+                if len(known) < 100_000:
+                    known[text] = ok
+            if not ok:
+                raise Fallback(f"float text {text[:40]!r}")
+
+
+_END = object()
+
+
+def background(items: t.Iterable[t.Any], depth: int) -> t.Iterator[t.Any]:
+    """`items` produced on a thread of its own, `depth` ahead (decompressing and cutting the
+    export while the caller works: ISA-L releases the GIL). Errors reach the caller in order;
+    closing the iterator early stops the thread."""
+    out: queue.Queue[t.Any] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: t.Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((_END, exc))
+            return
+        put((_END, None))
+
+    thread = threading.Thread(target=produce, name="export-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = out.get()
+            if item is _END:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()

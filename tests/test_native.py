@@ -1,0 +1,167 @@
+"""The C scanner (`tap_fullstory._columns` via `native`) against the per-record path.
+
+The per-record path (orjson, Splitter, EventKeyer, ParquetDayWriter.add) is the reference: on any
+input, the Parquet rows written with the scanner must equal it, and what the scanner cannot prove
+identical it must refuse (the chunk then takes the other paths).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import typing as t
+
+import pytest
+
+from tap_fullstory import arrow_chunks, native
+from tests.test_batches import _day_file
+
+pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C scanner is not built")
+
+STRINGS = ["plain", "", 'quote " inside', "back\\slash", "new\nline", "tab\t", "ctl\x01\x1f",
+           "del\x7f", "slash /", "caf\u00e9", "emoji \U0001F600", "sep \u2028", "comma, \"x\"",
+           "x" * 300]
+CUSTOM = ["user_plan_str", "evt_count_int", "page_ltv_real", "user_tags_strs", "user_vip_bool",
+          "CustomVars", "customvars", "user_n\u00e4me_str", "evt_empty", "page_nested_ints"]
+
+
+def _value(rng: random.Random) -> t.Any:
+    kind = rng.randrange(9)
+    if kind == 0:
+        return rng.choice(STRINGS)
+    if kind == 1:
+        return rng.choice([0, -1, 7, 2**53 + 1, -(2**63), 2**64 - 1, 10**17])
+    if kind == 2:
+        return rng.choice([0.5, -0.0, 1e-7, 1e21, 123456789.123456789, 3.0, 0.1 + 0.2])
+    if kind == 3:
+        return rng.choice([True, False, None])
+    if kind == 4:
+        return [rng.choice(STRINGS[:6]), rng.randrange(100)]
+    if kind == 5:
+        return []
+    if kind == 6:
+        return [[1, 2], ["a"]]
+    return rng.choice(STRINGS)
+
+
+def _row(rng: random.Random, i: int) -> dict[str, t.Any]:
+    second = i // 4  # a few rows per EventStart; some identical: ordinals
+    row: dict[str, t.Any] = {
+        "EventStart": f"2024-01-01T00:{second // 60:02d}:{second % 60:02d}.{i % 4 * 200:03d}Z",
+        "EventType": rng.choice(["click", "navigate", "load"]),
+        "UserId": rng.choice([7, 2**53 + 3]), "SessionId": 11, "PageId": rng.randrange(3),
+        "EventPageOffset": rng.randrange(3), "EventTargetText": rng.choice(STRINGS),
+        "PageStart": "2024-01-01T00:00:00.000Z", "PageUrl": rng.choice(STRINGS),
+        "EventCumulativeLayoutShift": rng.choice([0.25, 1, None, 0.1 + 0.2]),
+        "PageDuration": rng.choice([5, None]),
+    }
+    for name in rng.sample(CUSTOM, rng.randrange(5)):
+        row[name] = _value(rng)
+    if rng.random() < 0.2:
+        del row["EventType"]
+    return row
+
+
+def _raw(rng: random.Random, row: dict[str, t.Any]) -> str:
+    """The row's JSON text, sometimes written the way another encoder would."""
+    text = json.dumps(row, ensure_ascii=rng.random() < 0.1, separators=(",", ":"))
+    mutation = rng.randrange(150)  # ~6 % of rows: most chunks stay clean
+    if mutation == 0:
+        text = text.replace(",", ", ").replace(":", " : ", 1)  # blanks between tokens
+    elif mutation == 1:
+        text = text.replace("/", "\\/")  # an escape orjson never writes
+    elif mutation == 2:
+        text = text[:-1] + ',"eventtype":"x"}'  # a known field in another case
+    elif mutation == 3:
+        text = text[:-1] + ',"SessionId":12}'  # a duplicate key
+    elif mutation == 4:
+        text = text[:-1] + ',"user_\u212a_str":1}'  # the Kelvin sign lower-cases to k
+    elif mutation == 5:
+        text = text[:-1] + ',"page_obj":{"a":1}}'  # a nested object
+    elif mutation == 6:
+        text = text.replace('"PageStart":"2024-01-01T00:00:00.000Z"',
+                            '"PageStart":"2024-01-01T01:00:00+01:00"')  # not FullStory's form
+    elif mutation == 7:
+        text = text[:-1] + ',"evt_big_int":123456789012345678901}'  # beyond int64
+    elif mutation == 8:
+        text = text[:-1] + ',"user_float_real":1E+2}'  # orjson writes 100.0
+    return text
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scanner_writes_what_the_per_record_path_writes(tmp_path, monkeypatch, seed) -> None:
+    rng = random.Random(seed)
+    rows = [_row(rng, i) for i in range(400)]
+    for i in range(0, 400, 37):  # true repeats: identical rows, one EventStart
+        rows[i + 1] = dict(rows[i])
+    lines = [_raw(rng, row) if seed else json.dumps(row, ensure_ascii=False,
+                                                     separators=(",", ":")) for row in rows]
+    monkeypatch.setattr(arrow_chunks, "NATIVE", True)
+    fast, writer = _day_file(tmp_path, lines, fast=True, chunk_bytes=3_000)
+    slow, _ = _day_file(tmp_path, lines, fast=False)
+    assert fast.schema.equals(slow.schema)
+    assert fast.num_rows == slow.num_rows == 400
+    assert fast.to_pylist() == slow.to_pylist()
+    assert writer.native_chunks > 0  # the scanner wrote chunks (this is not the fallback alone)
+    if seed:
+        assert writer.partial > 0  # and refused the chunks it cannot prove
+
+
+def _scanner() -> native.NativeChunks:
+    import pyarrow as pa
+
+    from tap_fullstory.fields import Splitter, singer_schema
+    from tap_fullstory.parquet import _ARROW, TS_TYPE, property_kind
+
+    props = singer_schema(mobile=False)["properties"]
+    kinds = {name: property_kind(prop) for name, prop in props.items()}
+    schema = pa.schema([pa.field(name, _ARROW[kind]) for name, kind in kinds.items()])
+    stamp = pa.scalar(0, TS_TYPE)
+    return native.NativeChunks(schema, kinds, Splitter(mobile=False).column_names, use_keys=True,
+                               window_ts={"ExportStart": stamp, "ExportEnd": stamp})
+
+
+ROW = '{"EventStart":"2024-01-01T00:00:01.000Z","EventType":"click","UserId":7%s}'
+
+
+@pytest.mark.parametrize(("extra", "reason"), [
+    (',"UserId":8', "duplicate key"),
+    (',"eventtype":"x"', "known field in another case"),
+    (',"user_\\"q_str":1', "escaped key"),
+    (',"page_obj":{"a":1}', "nested object"),
+    (',"evt_n_int":123456789012345678901', "integer beyond 64 bits"),
+    (',"PageId":9223372036854775808', "integer beyond 64 bits"),
+    (',"PageId":"12"', "number column holds another type"),
+    (',"PageId":12.0', "integer column holds another number"),
+    (',"PageStart":"2024-01-01 00:00:00.000Z"', "timestamp not in FullStory's form"),
+    (',"PageUrl":"\\ud800"', "lone surrogate"),
+    (',"PageUrl":"x', "control character in a string"),
+])
+def test_scanner_refuses_what_it_cannot_prove(extra: str, reason: str) -> None:
+    scanned = _scanner().scan((ROW % extra).encode() + b"\n", None)
+    assert scanned == reason
+
+
+def test_scanner_refuses_rows_out_of_order() -> None:
+    late = ROW % "" + "\n" + ROW.replace("01.000Z", "00.500Z") % "" + "\n"
+    assert _scanner().scan(late.encode(), None) == "rows out of EventStart order"
+    assert _scanner().scan((ROW % "").encode(), "2024-01-01T00:00:02.000Z") == \
+        "rows out of EventStart order"
+
+
+def test_scanner_event_ids_across_blake2b_block_sizes() -> None:
+    """EventIds equal EventKeyer's for identity texts of every length around BLAKE2b's 128-byte
+    blocks (0..300 characters of EventTargetText), repeats included."""
+    import orjson
+
+    from tap_fullstory.fields import Splitter
+    from tap_fullstory.keys import EventKeyer
+
+    rows = [{"EventStart": "2024-01-01T00:00:01.000Z", "UserId": 7,
+             "EventTargetText": "\u00e9" * (n % 7) + "x" * n} for n in range(300)]
+    rows += rows[:5]  # repeats: ordinals 1
+    scanned = _scanner().scan(b"".join(orjson.dumps(r) + b"\n" for r in rows), None)
+    assert not isinstance(scanned, str), scanned
+    batch = _scanner().batch(scanned)
+    keyer, split = EventKeyer(), Splitter(mobile=False).split
+    assert batch.column("EventId").to_pylist() == [keyer.key(split(dict(r))[0]) for r in rows]
