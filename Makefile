@@ -9,7 +9,7 @@ export MELTANO_CLI_DISABLE_VERSION_CHECK := true
 
 .PHONY: venv test test-fast lint typecheck demo bench clean about readme
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard tap_fullstory/csrc/*)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,s3,gcs]"

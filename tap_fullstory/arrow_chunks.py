@@ -3,9 +3,14 @@
 The per-record path scatters each record dict into Python lists and converts them with `pa.array`
 (per-value type checks, mallocs): most of a day's run. Here the export is cut into chunks of
 NDJSON lines (the RECORD writer's cutting, `output._chunks`: at EventStart changes, so EventId
-ordinals never span two chunks) and each chunk is parsed in C++ by `pyarrow.json.read_json`
-(explicit types for the known columns, on a worker thread one chunk ahead; it drops the GIL).
-Then, per chunk, the first of these that can prove its result identical to the per-record path:
+ordinals never span two chunks), each parsed on a worker thread one chunk ahead. Per chunk, the
+first of these that can prove its result identical to the per-record path writes it:
+
+0. the C scanner (`native`, when built): every column, CustomVars and EventId in one pass; the
+   export is decompressed and cut on a thread of its own meanwhile.
+
+Without it (or where it refuses), `pyarrow.json.read_json` parses the chunk (explicit types for
+the known columns; it drops the GIL), then:
 
 1. columnar: CustomVars and the text EventKeyer hashes are assembled from Arrow columns with
    orjson's exact serialisation (sorted keys, its escapes); only blake2b and the ordinal count
@@ -201,10 +206,12 @@ class ArrowChunkWriter:
             for chunk, after in chunks:
                 yield chunk, after, t.cast("Future[t.Any]", None)
             return
+        parse: t.Callable[[bytes, t.Any], t.Any]
         if self._native is not None:
-            parse, ahead, chunks = self._native.scan, 1, native.background(chunks, depth=1)
+            parse, chunks = self._native.scan, native.background(chunks, depth=1)
         else:
-            parse, ahead = (lambda chunk, _after: self._arrow(chunk, self._infer)), 1
+            parse = lambda chunk, _after: self._arrow(chunk, self._infer)  # noqa: E731
+        ahead = 1  # (deeper measured no faster, and held more memory)
         pending: collections.deque[tuple[bytes, t.Any, Future[t.Any]]] = collections.deque()
         for chunk, after in chunks:
             pending.append((chunk, after, pool.submit(parse, chunk, after)))

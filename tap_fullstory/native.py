@@ -1,6 +1,6 @@
 """A chunk of NDJSON export rows -> one Arrow record batch, through the C scanner (issue #8, P1).
 
-`tap_fullstory._columns` (optional; built from `_columns.c` when a C compiler is there) reads each
+`tap_fullstory._columns` (optional; built from `csrc/columns.c` when a C compiler is there) reads each
 row once and returns Arrow buffers for the known columns plus the exact text of CustomVars and of
 the EventId input. This module wraps those buffers (no copy), checks what C leaves to Python
 (float texts against orjson's own shortest form). Anything not provably identical to the per-record path raises `Fallback`.

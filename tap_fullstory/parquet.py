@@ -31,8 +31,12 @@ ROW_GROUP_ROWS = 100_000
 CHUNK_ROWS = 25_000
 TS_TYPE = pa.timestamp("us", tz="UTC")
 _JSON_OPTS = orjson.OPT_NON_STR_KEYS
-#: Columns unique per row: a dictionary is built, overflows and is dropped for each row group.
-_UNIQUE = frozenset(("EventId", "CustomVars"))
+#: Columns (nearly) unique per row: a dictionary would be built, overflow and be dropped for
+#: every row group (measured: 17 % of the writer's time with the statistics below, files 6 %
+#: larger).
+_NO_DICTIONARY = frozenset((
+    "EventId", "CustomVars", "EventStart", "PageStart", "SessionStart", "UserCreated", "IndvId",
+    "UserId", "SessionId", "PageId", "EventSessionOffset", "EventPageOffset"))
 
 Kind = t.Literal["integer", "number", "boolean", "string", "date-time", "json"]
 
@@ -229,8 +233,12 @@ class ParquetDayWriter:
             self._file = self._open_file()
             self._writer = pq.ParquetWriter(
                 self._file.file, self.schema, compression="zstd", compression_level=1,
-                use_dictionary=[n for n in self.names if n not in _UNIQUE],
-                write_statistics=True, store_schema=True,
+                use_dictionary=[n for n in self.names if n not in _NO_DICTIONARY],
+                # min/max where engines prune (timestamps, ids, numbers), not on free text
+                write_statistics=[f.name for f in self.schema
+                                  if not (pa.types.is_string(f.type)
+                                          or isinstance(f.type, pa.ExtensionType))],
+                store_schema=True,
             )
             self._sink = _RowGroupSink(self._writer, self.schema, self.row_group_rows)
         self.rows += batch.num_rows
