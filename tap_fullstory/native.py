@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pyarrow as pa
@@ -124,6 +125,15 @@ class NativeChunks:
 
 
 _END = object()
+_DECODE: ThreadPoolExecutor | None = None
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    """One decode thread for the process (see `arrow_chunks._parse_pool` for why)."""
+    global _DECODE
+    if _DECODE is None:
+        _DECODE = ThreadPoolExecutor(1, thread_name_prefix="export-decode")
+    return _DECODE
 
 
 def background(items: t.Iterable[t.Any], depth: int) -> t.Iterator[t.Any]:
@@ -152,8 +162,7 @@ def background(items: t.Iterable[t.Any], depth: int) -> t.Iterator[t.Any]:
             return
         put((_END, None))
 
-    thread = threading.Thread(target=produce, name="export-decode", daemon=True)
-    thread.start()
+    done = _decode_pool().submit(produce)
     try:
         while True:
             item, exc = out.get()
@@ -164,4 +173,4 @@ def background(items: t.Iterable[t.Any], depth: int) -> t.Iterator[t.Any]:
             yield item
     finally:
         stop.set()
-        thread.join()
+        done.result()

@@ -271,7 +271,7 @@ class _RowGroupSink:
 
     def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema, size: int) -> None:
         self._writer, self._schema, self._size = writer, schema, size
-        self._limit = max(1, size // 2)
+        self._limit = max(1, size // 4)
         self._queue: collections.deque[pa.RecordBatch | None] = collections.deque()
         self._queued = 0
         self._error: BaseException | None = None
