@@ -29,13 +29,11 @@ already written and handles the problem as it always does.
 
 from __future__ import annotations
 
-import collections
 import io
 import os
 import re
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 
 import orjson
 import pyarrow as pa
@@ -56,8 +54,6 @@ if t.TYPE_CHECKING:
 ENABLED = os.environ.get("TAP_FULLSTORY_ARROW_CHUNKS", "1") != "0"
 #: Set to "0" to leave the C scanner out (the Arrow paths below then take every chunk).
 NATIVE = os.environ.get("TAP_FULLSTORY_NATIVE", "1") != "0"
-#: Decompressed bytes per read on the C path (cut into CHUNK_BYTES chunks without copying).
-BLOCK = 8 << 20
 _JSON_OPTS = orjson.OPT_NON_STR_KEYS
 #: FullStory's timestamp form, the only one `Splitter` passes through untouched (see fields.py).
 _CANONICAL_TS = r"^.{19}\..{3}Z$"
@@ -89,19 +85,6 @@ _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "
 _ESCAPE_CODES = (b"\\", b'"', b"n", b"r", b"t")  # the letter after the backslash in JSON
 _CONTROL_CODES = frozenset((b"b", b"f", b"u"))  # the escapes that can give other controls
 _ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _parse_pool() -> ThreadPoolExecutor:
-    """One parse thread for the process, kept across windows and days: a new thread per window
-    lands on another malloc arena, and a long backfill's memory then grows with the windows
-    (measured: 350 MB for the first 1M-row window, ~480 MB after a few)."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(1, thread_name_prefix="chunk-parse")
-    return _POOL
 
 
 class _Cutter:
@@ -168,12 +151,12 @@ class ArrowChunkWriter:
             return 0, False
         written = 0
         cutter = _Cutter(Splitter(mobile=self.mobile))
-        pool = _parse_pool()
+        pool = native.parse_pool()
         try:
             # With the C scanner: big blocks, chunks as views of them (C reads any buffer; the
             # other paths get bytes when they need them).
             views = self._native is not None
-            chunks = _chunks(body_blocks(path, BLOCK if views else CHUNK),
+            chunks = _chunks(body_blocks(path, native.BLOCK if views else CHUNK),
                              cutter, views=views)  # type: ignore[arg-type]  # event_start
             for chunk, after, parsed in self._parsed(pool, chunks):
                 if self._native is not None or self.vectorized:
@@ -223,19 +206,7 @@ class ArrowChunkWriter:
             parse, chunks = self._native.scan, native.background(chunks, depth=1)
         else:
             parse = lambda chunk, _after: self._arrow(chunk, self._infer)  # noqa: E731
-        ahead = 1  # (deeper measured no faster, and held more memory)
-        pending: collections.deque[tuple[bytes, t.Any, Future[t.Any]]] = collections.deque()
-        try:
-            for chunk, after in chunks:
-                pending.append((chunk, after, pool.submit(parse, chunk, after)))
-                if len(pending) > ahead:
-                    yield pending.popleft()
-            while pending:
-                yield pending.popleft()
-        finally:  # stopped early: nothing of this window may still run on the shared thread
-            for _, _, future in pending:
-                future.cancel()
-            futures_wait([future for _, _, future in pending])
+        yield from native.parsed_ahead(chunks, parse)
 
     def _arrow(self, chunk: bytes, options: pj.ParseOptions | None = None
                ) -> pa.Table | Exception:

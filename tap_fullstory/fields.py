@@ -112,6 +112,11 @@ class Splitter:
     def column_names(self) -> list[str]:
         return list(self._columns)
 
+    @property
+    def timestamp_names(self) -> tuple[str, ...]:
+        """The columns whose values `split` normalises to RFC 3339 UTC."""
+        return self._ts
+
     def split(self, row: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
         """Return (columns, custom vars) for one export row. `row` itself becomes the columns.
 

@@ -160,9 +160,12 @@ class EventsStream(FullStoryHTTPStream):
     def _write_window(self, window: Window, spooled: Spooled) -> int:
         """The fast path: one window's RECORD lines straight to stdout; returns the rows.
 
-        A large NDJSON export is written by two processes (`write_ndjson_parallel`); if that
-        stops early (malformed row, rows out of order, truncated file...) the sequential path
-        resumes after the rows already written and handles the problem as usual."""
+        A large NDJSON export is written by the C scanner (`native.write_records`) or, without
+        it, by two processes (`write_ndjson_parallel`); if that stops early (malformed row, rows
+        out of order, truncated file...) the sequential path resumes after the rows already
+        written and handles the problem as usual."""
+        from tap_fullstory import arrow_chunks, native
+
         drop = self.deselected_properties()
         written, complete = 0, False
         if spooled.size >= PARALLEL_MIN_BYTES:
@@ -170,7 +173,10 @@ class EventsStream(FullStoryHTTPStream):
                 self.name, self._extracted, Splitter(mobile=self.settings.include_mobile_fields),
                 fmt(window.start), fmt(window.end), self.settings.event_id, drop,
             )
-            written, complete = write_ndjson_parallel(spooled.path, encoder)
+            if native.AVAILABLE and arrow_chunks.NATIVE:
+                written, complete = native.write_records(spooled.path, encoder)
+            else:
+                written, complete = write_ndjson_parallel(spooled.path, encoder)
         if not complete:
             written += FastSingerWriter.write_records(
                 self.name, self._window_records(window, spooled, emitted=written),

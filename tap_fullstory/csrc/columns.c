@@ -31,6 +31,7 @@ typedef struct {
     char kind;             /* K_INT, K_FLOAT, K_STR, K_TIME, K_SKIP (known, not an output column) */
     const char *name;      /* the exact field name (borrowed from `known`) */
     Py_ssize_t nlen;
+    int emit;              /* RECORD mode: the field is written into the record */
     int out;               /* output column number, or -1 */
     unsigned char *valid;  /* bitmap */
     char *values;          /* n * 8 bytes (int64 / double) */
@@ -38,7 +39,18 @@ typedef struct {
     Buf data;
 } Column;
 
+/* RECORD mode: whole Singer RECORD lines instead of columns, exactly as output.ChunkEncoder
+ * writes them (head, the record: known fields in the row's order, EventId, CustomVars, the
+ * export window; tail). A NULL text is a deselected property. */
 typedef struct {
+    Buf lines;
+    const char *head, *tail, *start_json, *end_json;
+    Py_ssize_t head_len, tail_len, start_len, end_len;
+    int keep_id, keep_cv;
+} Rec;
+
+typedef struct {
+    Rec *rec;  /* NULL: columns */
     int ncols;
     Column *cols;
     Slot exact[TABLE], lower[TABLE];
@@ -60,6 +72,13 @@ static int cmp_custom(const void *a, const void *b) {
     return (x->klen > y->klen) - (x->klen < y->klen);
 }
 
+/* RECORD mode: `,"name":` (no comma before a record's first key). */
+#define EMIT_KEY(name, nlen) do { Buf *L_ = &spec->rec->lines; \
+    if (buf_grow(L_, (size_t)(nlen) + 4)) FAIL("out of memory"); \
+    if (!first) L_->p[L_->len++] = ','; \
+    first = 0; L_->p[L_->len++] = '"'; memcpy(L_->p + L_->len, (name), (size_t)(nlen)); \
+    L_->len += (size_t)(nlen); L_->p[L_->len++] = '"'; L_->p[L_->len++] = ':'; } while (0)
+
 /* Scans rows [p, end); fills the columns, CustomVars and identity buffers. Returns rows or -1. */
 static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_ssize_t cap,
                        Buf *cv, int32_t *cv_off, Buf *id, int32_t *id_off, char *ids) {
@@ -72,6 +91,7 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
     Custom *custom = malloc(ncustom_cap * sizeof(Custom));
     Buf tmp = {0};
     Py_ssize_t row = 0;
+    int first = 1;  /* RECORD mode: no key written yet in this record */
     if (!tok || !seen || !custom || !next_of) { ctx->reason = "out of memory"; goto fail; }
     for (int k = 0; k < K; k++) seen[k] = -1;
     for (int k = 0; k <= K; k++) next_of[k] = -1;
@@ -84,6 +104,11 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
         if (*p != '{') FAIL("row is not a JSON object");
         if (row >= cap) FAIL("more rows than lines");
         ncustom = 0; tmp.len = 0; prev_k = -1;
+        if (spec->rec) {
+            PUT(&spec->rec->lines, spec->rec->head, (size_t)spec->rec->head_len);
+            PUTC(&spec->rec->lines, '{');
+            first = 1;
+        }
         p = skip_ws(p + 1, end);
         if (p < end && *p == '}') { p++; goto row_done; }
         for (;;) {
@@ -108,7 +133,12 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                 Column *c = &spec->cols[k];
                 if (seen[k] == row) FAIL("duplicate key");
                 seen[k] = row; tok[k] = p;
-                if (p < end && *p == 'n') {
+                if (c->kind == K_SKIP) {  /* not a column: validated, or written (RECORD) */
+                    Buf *o = NULL;
+                    if (spec->rec && c->emit) { EMIT_KEY(c->name, c->nlen); o = &spec->rec->lines; }
+                    p = value_canon(ctx, p, end, o, 0);
+                    if (!p) goto fail;
+                } else if (p < end && *p == 'n') {
                     if (!literal(p, end, "null", 4)) FAIL("invalid literal");
                     p += 4;  /* present, null: validity stays 0 */
                 } else if (p < end && *p != '-' && (*p < '0' || *p > '9')
@@ -154,9 +184,10 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                     if (!p) goto fail;
                     if (c->data.len > INT32_MAX) FAIL("column too large");
                     c->valid[row >> 3] |= (unsigned char)(1u << (row & 7));
-                } else {
-                    p = value_canon(ctx, p, end, NULL, 0);
-                    if (!p) goto fail;
+                }
+                if (spec->rec && c->emit && c->kind != K_SKIP) {  /* a timestamp, checked above */
+                    EMIT_KEY(c->name, c->nlen);
+                    if (!value_canon(ctx, tok[k], end, &spec->rec->lines, 0)) goto fail;
                 }
             } else {
                 /* Not an exact column name: a custom var, unless a known field in another case
@@ -259,6 +290,21 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                     && memcmp(id->p + id_off[r], text, text_len) == 0) ordinal++;
             event_id(text, text_len, ordinal, ids + 32 * row);
         }
+        if (spec->rec) {  /* the record's last keys, as ChunkEncoder appends them */
+            Rec *R = spec->rec;
+            if (id && R->keep_id) {
+                EMIT_KEY("EventId", 7);
+                PUTC(&R->lines, '"'); PUT(&R->lines, ids + 32 * row, 32); PUTC(&R->lines, '"');
+            }
+            if (R->keep_cv) {
+                EMIT_KEY("CustomVars", 10);
+                PUT(&R->lines, cv->p + cv_off[row], (size_t)(cv_off[row + 1] - cv_off[row]));
+            }
+            if (R->start_json) { EMIT_KEY("ExportStart", 11); PUT(&R->lines, R->start_json, (size_t)R->start_len); }
+            if (R->end_json) { EMIT_KEY("ExportEnd", 9); PUT(&R->lines, R->end_json, (size_t)R->end_len); }
+            PUTC(&R->lines, '}');
+            PUT(&R->lines, R->tail, (size_t)R->tail_len);
+        }
         row++;
     }
     free(tok); free(seen); free(custom); free(tmp.p); free(next_of);
@@ -286,10 +332,13 @@ static PyObject *take(void **pp, size_t n) {
     return Py_BuildValue("(NnN)", PyLong_FromVoidPtr(p), (Py_ssize_t)n, owner);
 }
 
-/* split(chunk: bytes, known: tuple[tuple[bytes, str, bool], ...],
- *       identity: tuple[int, ...] | None, after: bytes | None = None)
+/* split(chunk: bytes, known: tuple[tuple[bytes, str, bool[, bool]], ...],
+ *       identity: tuple[int, ...] | None, after: bytes | None = None, record: tuple | None = None)
  *
- * known: every known field (exact name, kind 'i'/'f'/'s'/'t', whether it is an output column);
+ * known: every known field (exact name, kind 'i'/'f'/'s'/'t', whether it is an output column,
+ *   and in RECORD mode whether the record keeps it);
+ * record: RECORD mode (head, tail, keep EventId, keep CustomVars, ExportStart JSON or None,
+ *   ExportEnd JSON or None): returns (rows, None, lines, None, floats) instead;
  * identity: indexes into `known` of the EventId fields, or None (no EventId);
  * after: the EventStart of the row before the chunk (None: no row, or a null EventStart).
  *
@@ -302,11 +351,13 @@ static PyObject *take(void **pp, size_t n) {
  *   floats: the float texts written into CustomVars / identity, '\n'-separated */
 static PyObject *split(PyObject *self, PyObject *args) {
     Py_buffer chunk;
-    PyObject *known, *identity, *after = Py_None;
-    if (!PyArg_ParseTuple(args, "y*O!O|O", &chunk, &PyTuple_Type, &known, &identity, &after))
+    PyObject *known, *identity, *after = Py_None, *record = Py_None;
+    if (!PyArg_ParseTuple(args, "y*O!O|OO", &chunk, &PyTuple_Type, &known, &identity, &after,
+                          &record))
         return NULL;
     PyObject *result = NULL;
     Spec *spec = calloc(1, sizeof(Spec));
+    Rec rec = {0};
     Buf cv = {0}, id = {0}, floats = {0};
     char *ids = NULL;
     int32_t *cv_off = NULL, *id_off = NULL;
@@ -321,11 +372,11 @@ static PyObject *split(PyObject *self, PyObject *args) {
     int outs = 0;
     for (Py_ssize_t k = 0; k < K; k++) {
         PyObject *item = PyTuple_GET_ITEM(known, k);
-        const char *name, *kind; Py_ssize_t nlen; int out;
-        if (!PyArg_ParseTuple(item, "y#sp", &name, &nlen, &kind, &out)) goto done;
+        const char *name, *kind; Py_ssize_t nlen; int out, emit = 0;
+        if (!PyArg_ParseTuple(item, "y#sp|p", &name, &nlen, &kind, &out, &emit)) goto done;
         Column *c = &spec->cols[k];
         c->kind = out ? kind[0] : K_SKIP;
-        c->name = name; c->nlen = nlen;
+        c->name = name; c->nlen = nlen; c->emit = emit;
         c->out = out ? outs++ : -1;
         insert(spec->exact, name, nlen, (int)k, 0);
         insert(spec->lower, name, nlen, (int)k, 1);
@@ -381,6 +432,19 @@ static PyObject *split(PyObject *self, PyObject *args) {
     cv_off = calloc((size_t)cap + 1, sizeof(int32_t));
     if (!cv_off) { PyErr_NoMemory(); goto done; }
 
+    if (record != Py_None) {
+        PyObject *start_json, *end_json;
+        if (!PyArg_ParseTuple(record, "y#y#ppOO", &rec.head, &rec.head_len, &rec.tail,
+                              &rec.tail_len, &rec.keep_id, &rec.keep_cv, &start_json, &end_json))
+            goto done;
+        if (start_json != Py_None
+            && PyBytes_AsStringAndSize(start_json, (char **)&rec.start_json, &rec.start_len) < 0)
+            goto done;
+        if (end_json != Py_None
+            && PyBytes_AsStringAndSize(end_json, (char **)&rec.end_json, &rec.end_len) < 0)
+            goto done;
+        spec->rec = &rec;
+    }
     Ctx ctx = {NULL, &floats};
     Py_ssize_t rows;
     Py_BEGIN_ALLOW_THREADS
@@ -390,6 +454,11 @@ static PyObject *split(PyObject *self, PyObject *args) {
     if (rows < 0) {
         if (ctx.reason && strcmp(ctx.reason, "out of memory") == 0) { PyErr_NoMemory(); goto done; }
         result = Py_BuildValue("(Os)", Py_None, ctx.reason ? ctx.reason : "refused");
+        goto done;
+    }
+    if (spec->rec) {  /* RECORD mode: the lines only */
+        result = Py_BuildValue("(nONON)", rows, Py_None, take((void **)&rec.lines.p, rec.lines.len),
+                               Py_None, bytes_of(floats.p, floats.len));
         goto done;
     }
     PyObject *cols = PyList_New(0);
@@ -429,6 +498,7 @@ done:
         free(spec->cols); free(spec->ident); free(spec);
     }
     free(cv.p); free(id.p); free(floats.p); free(ids); free(cv_off); free(id_off);
+    free(rec.lines.p);
     PyBuffer_Release(&chunk);
     return result;
 }
