@@ -43,7 +43,8 @@ import pyarrow.json as pj
 from tap_fullstory import native
 from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID, EXPORT_END, EXPORT_START, Splitter
 from tap_fullstory.keys import IDENTITY_FIELDS, EventKeyer, keys_of
-from tap_fullstory.native import Fallback, NativeChunks
+from tap_fullstory.native import Fallback
+from tap_fullstory.native_columns import NativeChunks
 from tap_fullstory.output import _chunks, line_event_start
 from tap_fullstory.parquet import _ARROW, TS_TYPE
 
@@ -52,8 +53,8 @@ if t.TYPE_CHECKING:
 
 #: Set to "0" to disable the fast path (the per-record path then writes every row).
 ENABLED = os.environ.get("TAP_FULLSTORY_ARROW_CHUNKS", "1") != "0"
-#: Set to "0" to leave the C scanner out (the Arrow paths below then take every chunk).
-NATIVE = os.environ.get("TAP_FULLSTORY_NATIVE", "1") != "0"
+#: The C scanner takes chunks first (TAP_FULLSTORY_NATIVE=0: the Arrow paths take every chunk).
+NATIVE = native.ENABLED
 _JSON_OPTS = orjson.OPT_NON_STR_KEYS
 #: FullStory's timestamp form, the only one `Splitter` passes through untouched (see fields.py).
 _CANONICAL_TS = r"^.{19}\..{3}Z$"

@@ -1,14 +1,17 @@
-"""A chunk of NDJSON export rows -> one Arrow record batch, through the C scanner (issue #8, P1).
+"""The C scanner, `tap_fullstory._columns` (issue #8): what both of its uses share, and RECORD mode.
 
-`tap_fullstory._columns` (optional; built from `csrc/columns.c` when a C compiler is there) reads each
-row once and returns Arrow buffers for the known columns plus the exact text of CustomVars and of
-the EventId input. This module wraps those buffers (no copy), checks what C leaves to Python
-(float texts against orjson's own shortest form). Anything not provably identical to the per-record path raises `Fallback`.
+The extension is optional (built from `csrc/` when a C compiler is there). It reads each NDJSON
+row once and returns either Arrow buffers (Parquet day batches: `native_columns`) or whole
+RECORD lines (`write_records`). Python checks what C leaves to it (float texts against orjson's
+own shortest form); anything not provably identical to the per-record path raises `Fallback` and
+that chunk takes the Python paths. No pyarrow here: RECORD mode does not load it.
 """
 
 from __future__ import annotations
 
 import collections
+import ctypes
+import os
 import queue
 import threading
 import typing as t
@@ -16,9 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 
 import orjson
-import pyarrow as pa
 
-from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID
 from tap_fullstory.keys import IDENTITY_FIELDS
 
 if t.TYPE_CHECKING:
@@ -30,21 +31,12 @@ except ImportError:  # no C compiler at install time: the pure-Python paths do t
     _columns = None
 
 AVAILABLE = _columns is not None
+#: Set TAP_FULLSTORY_NATIVE=0 to leave the scanner out (the Python paths then take every chunk).
+ENABLED = AVAILABLE and os.environ.get("TAP_FULLSTORY_NATIVE", "1") != "0"
 #: Decompressed bytes per read on the C paths (cut into CHUNK_BYTES chunks without copying).
 BLOCK = 8 << 20
-_KIND = {"integer": "i", "number": "f", "string": "s", "date-time": "t"}
-#: C parses timestamps in FullStory's form to microseconds (any other form: refused).
-_ARROW = {"i": pa.int64(), "f": pa.float64(), "s": pa.string(), "t": pa.timestamp("us", tz="UTC")}
-
-
 #: A buffer C allocated: (address, size, owner that frees it).
 Owned = tuple[int, int, object]
-
-
-def _buffer(owned: Owned) -> pa.Buffer:
-    """The C buffer as an Arrow buffer, no copy; it lives as long as an array uses it."""
-    address, size, owner = owned
-    return pa.foreign_buffer(address, size, base=owner)
 
 
 class Fallback(Exception):
@@ -72,70 +64,6 @@ class FloatCheck:
                     known[text] = ok
             if not ok:
                 raise Fallback(f"float text {text[:40]!r}")
-
-
-class Scanned(t.NamedTuple):
-    rows: int
-    columns: list[tuple[Owned, ...]]
-    custom: tuple[Owned, Owned]
-    identity: tuple[Owned, Owned] | None  # EventId: offsets, 32 hex characters per row
-    floats: bytes
-
-
-class NativeChunks:
-    """Per window: the scanner's spec, and the batch for each scanned chunk."""
-
-    def __init__(self, schema: pa.Schema, kinds: dict[str, str], known: list[str], *,
-                 use_keys: bool, window_ts: dict[str, pa.Scalar]) -> None:
-        """`kinds`: the writer's kind per schema column; `known`: every known export field
-        (Splitter's columns, selected or not)."""
-        self.schema = schema
-        # EventStart is always scanned: the EventId ordinals follow it, selected or not.
-        wanted = {name for name in schema.names if name in kinds} | {"EventStart"}
-        self._out = [name for name in known if name in wanted]
-        self._kinds = {name: _KIND[kinds.get(name, "date-time")] for name in self._out}
-        self._spec = tuple((name.encode(), self._kinds.get(name, "s"), name in wanted)
-                           for name in known)
-        self._identity = (tuple(known.index(name) for name in IDENTITY_FIELDS)
-                          if use_keys else None)
-        self._window_ts = window_ts
-        self._floats = FloatCheck()
-
-    def scan(self, chunk: bytes, after: t.Any) -> Scanned | str:
-        """The C pass (releases the GIL: runs on a worker thread); a str is its refusal."""
-        start = after.encode() if isinstance(after, str) else None
-        if after is not None and start is None:
-            return "EventStart before the chunk is not text"
-        result = _columns.split(chunk, self._spec, self._identity, start)
-        if result[0] is None:
-            return t.cast(str, result[1])
-        return Scanned(*result)
-
-    def batch(self, scanned: Scanned | str) -> pa.RecordBatch:
-        if isinstance(scanned, str):
-            raise Fallback(scanned)
-        n = scanned.rows
-        self._floats.check(scanned.floats)
-        arrays: dict[str, pa.Array] = {}
-        for name, buffers in zip(self._out, scanned.columns, strict=True):
-            kind = self._kinds[name]
-            arrays[name] = pa.Array.from_buffers(_ARROW[kind], n, [_buffer(b) for b in buffers])
-        custom = pa.Array.from_buffers(pa.string(), n, [None, *map(_buffer, scanned.custom)])
-        out: list[pa.Array] = []
-        for name in self.schema.names:
-            if name == CUSTOM_VARS:
-                out.append(pa.ExtensionArray.from_storage(pa.json_(), custom))
-            elif name == EVENT_ID:
-                if scanned.identity is None:
-                    raise Fallback("no EventId")
-                out.append(pa.Array.from_buffers(
-                    pa.string(), n, [None, *map(_buffer, scanned.identity)]))
-            elif name in self._window_ts:
-                out.append(pa.repeat(self._window_ts[name], n))
-            else:
-                out.append(arrays[name])
-        return pa.RecordBatch.from_arrays(out, schema=self.schema)
-
 
 
 _END = object()
@@ -258,13 +186,16 @@ class NativeRecords:
             return t.cast(str, result[1])
         return result[0], result[2], result[4]
 
-    def lines(self, scanned: tuple[int, Owned, bytes] | str) -> tuple[memoryview, int]:
-        """(RECORD lines, rows); Fallback when C refused the chunk or a float would differ."""
+    def lines(self, scanned: tuple[int, Owned, bytes] | str) -> tuple[t.Any, int]:
+        """(RECORD lines, rows); Fallback when C refused the chunk or a float would differ.
+        The lines are C's buffer itself (ctypes view); it is freed with the view."""
         if isinstance(scanned, str):
             raise Fallback(scanned)
-        rows, lines, floats = scanned
+        rows, (address, size, owner), floats = scanned
         self._floats.check(floats)
-        return memoryview(_buffer(lines)), rows
+        view = (ctypes.c_char * size).from_address(address)
+        view._owner = owner  # type: ignore[attr-defined]  # keeps the C buffer alive
+        return view, rows
 
 
 def write_records(path: str, encoder: ChunkEncoder) -> tuple[int, bool]:
@@ -298,10 +229,10 @@ def write_records(path: str, encoder: ChunkEncoder) -> tuple[int, bool]:
                 data, rows = records.lines(scanned.result())
             except Fallback:
                 try:
-                    data, rows = encoder.encode(bytes(chunk), after)  # type: ignore[assignment]
+                    data, rows = encoder.encode(bytes(chunk), after)
                 except Exception:
                     return written, False
-            _write_all(fd, data)  # type: ignore[arg-type]
+            _write_all(fd, data)
             written += rows
     except Exception:  # _Stop, a truncated or corrupt file, a closed pipe...
         return written, False

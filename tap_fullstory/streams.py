@@ -164,7 +164,7 @@ class EventsStream(FullStoryHTTPStream):
         it, by two processes (`write_ndjson_parallel`); if that stops early (malformed row, rows
         out of order, truncated file...) the sequential path resumes after the rows already
         written and handles the problem as usual."""
-        from tap_fullstory import arrow_chunks, native
+        from tap_fullstory import native
 
         drop = self.deselected_properties()
         written, complete = 0, False
@@ -173,7 +173,7 @@ class EventsStream(FullStoryHTTPStream):
                 self.name, self._extracted, Splitter(mobile=self.settings.include_mobile_fields),
                 fmt(window.start), fmt(window.end), self.settings.event_id, drop,
             )
-            if native.AVAILABLE and arrow_chunks.NATIVE:
+            if native.ENABLED:
                 written, complete = native.write_records(spooled.path, encoder)
             else:
                 written, complete = write_ndjson_parallel(spooled.path, encoder)

@@ -13,7 +13,7 @@ import typing as t
 
 import pytest
 
-from tap_fullstory import arrow_chunks, native
+from tap_fullstory import arrow_chunks, native, native_columns
 from tests.test_batches import _day_file
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C scanner is not built")
@@ -107,7 +107,7 @@ def test_scanner_writes_what_the_per_record_path_writes(tmp_path, monkeypatch, s
         assert writer.partial > 0  # and refused the chunks it cannot prove
 
 
-def _scanner() -> native.NativeChunks:
+def _scanner() -> native_columns.NativeChunks:
     import pyarrow as pa
 
     from tap_fullstory.fields import Splitter, singer_schema
@@ -117,7 +117,7 @@ def _scanner() -> native.NativeChunks:
     kinds = {name: property_kind(prop) for name, prop in props.items()}
     schema = pa.schema([pa.field(name, _ARROW[kind]) for name, kind in kinds.items()])
     stamp = pa.scalar(0, TS_TYPE)
-    return native.NativeChunks(schema, kinds, Splitter(mobile=False).column_names, use_keys=True,
+    return native_columns.NativeChunks(schema, kinds, Splitter(mobile=False).column_names, use_keys=True,
                                window_ts={"ExportStart": stamp, "ExportEnd": stamp})
 
 
