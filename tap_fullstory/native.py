@@ -39,6 +39,14 @@ BLOCK = 8 << 20
 Owned = tuple[int, int, object]
 
 
+def start_text(after: t.Any) -> bytes | str | None:
+    """The EventStart before a chunk, as C takes it (bytes, or None: no row or a null one); a
+    str is the reason C cannot take it."""
+    if after is None:
+        return None
+    return after.encode() if isinstance(after, str) else "EventStart before the chunk is not text"
+
+
 class Fallback(Exception):
     """This chunk needs another path (its values could differ here)."""
 
@@ -178,9 +186,9 @@ class NativeRecords:
 
     def scan(self, chunk: t.Any, after: t.Any) -> tuple[int, Owned, bytes] | str:
         """The C pass (on the parse thread); a str is its refusal."""
-        start = after.encode() if isinstance(after, str) else None
-        if after is not None and start is None:
-            return "EventStart before the chunk is not text"
+        start = start_text(after)
+        if isinstance(start, str):
+            return start
         result = _columns.split(chunk, self._spec, self._identity, start, self._record)
         if result[0] is None:
             return t.cast(str, result[1])

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID
 from tap_fullstory.keys import IDENTITY_FIELDS
-from tap_fullstory.native import Fallback, FloatCheck, Owned, _columns
+from tap_fullstory.native import Fallback, FloatCheck, Owned, _columns, start_text
 
 _KIND = {"integer": "i", "number": "f", "string": "s", "date-time": "t"}
 #: C parses timestamps in FullStory's form to microseconds (any other form: refused).
@@ -24,7 +24,6 @@ def _buffer(owned: Owned) -> pa.Buffer:
     """The C buffer as an Arrow buffer, no copy; it lives as long as an array uses it."""
     address, size, owner = owned
     return pa.foreign_buffer(address, size, base=owner)
-
 
 
 class Scanned(t.NamedTuple):
@@ -56,9 +55,9 @@ class NativeChunks:
 
     def scan(self, chunk: bytes, after: t.Any) -> Scanned | str:
         """The C pass (releases the GIL: runs on a worker thread); a str is its refusal."""
-        start = after.encode() if isinstance(after, str) else None
-        if after is not None and start is None:
-            return "EventStart before the chunk is not text"
+        start = start_text(after)
+        if isinstance(start, str):
+            return start
         result = _columns.split(chunk, self._spec, self._identity, start)
         if result[0] is None:
             return t.cast(str, result[1])
