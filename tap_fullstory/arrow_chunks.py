@@ -33,7 +33,7 @@ import io
 import os
 import re
 import typing as t
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import orjson
 import pyarrow as pa
@@ -159,7 +159,7 @@ class ArrowChunkWriter:
             views = self._native is not None
             chunks = _chunks(body_blocks(path, native.BLOCK if views else CHUNK),
                              cutter, views=views)  # type: ignore[arg-type]  # event_start
-            for chunk, after, parsed in self._parsed(pool, chunks):
+            for chunk, after, parsed in self._parsed(chunks):
                 if self._native is not None or self.vectorized:
                     try:
                         batch = (self._native.batch(parsed.result()) if self._native
@@ -194,7 +194,7 @@ class ArrowChunkWriter:
             return written, False
         return written, True
 
-    def _parsed(self, pool: ThreadPoolExecutor, chunks: t.Iterator[tuple[bytes, t.Any]]
+    def _parsed(self, chunks: t.Iterator[tuple[bytes, t.Any]]
                 ) -> t.Iterator[tuple[bytes, t.Any, Future[t.Any]]]:
         """Chunks with their parse (C scan, or Arrow) started ahead on the worker thread; with
         the C scanner, decompressing and cutting run on a thread of their own as well."""
