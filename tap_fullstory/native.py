@@ -212,21 +212,13 @@ def write_records(path: str, encoder: ChunkEncoder) -> tuple[int, bool]:
     is encoded by `encoder` (Python). Stops, with an exact count, where the sequential path must
     decide (a malformed row, rows out of EventStart order, a truncated file...), as
     `output.write_ndjson_parallel` does."""
-    import io
-    import sys
-
     from tap_fullstory.fields import Splitter
-    from tap_fullstory.output import _chunks, _stdout, _write_all
-    from tap_fullstory.sources.decode import body_blocks, is_json_array
+    from tap_fullstory.output import _chunks, _write_all, raw_stdout
+    from tap_fullstory.sources.decode import body_blocks
 
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+    fd = raw_stdout(path)
+    if fd is None:
         return 0, False
-    if is_json_array(path):
-        return 0, False
-    sys.stdout.flush()
-    _stdout().flush()
     splitter: Splitter = encoder.splitter
     records = NativeRecords(encoder, splitter.column_names, splitter.timestamp_names)
     written = 0

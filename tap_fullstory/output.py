@@ -213,6 +213,23 @@ class _Stop(Exception):
     """Ends the parallel phase; the sequential path takes over after the rows written."""
 
 
+def raw_stdout(path: str) -> int | None:
+    """stdout's file descriptor, ready for RECORD lines written past the buffered writer (both
+    buffers flushed, so nothing is reordered), or None: stdout is not a descriptor, or the export
+    is a JSON array (the chunked writers read NDJSON only)."""
+    from tap_fullstory.sources.decode import is_json_array
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if is_json_array(path):
+        return None
+    sys.stdout.flush()
+    _stdout().flush()
+    return fd
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -230,19 +247,14 @@ def write_ndjson_parallel(path: str, encoder: ChunkEncoder) -> tuple[int, bool]:
     then meets the same problem and handles it as it always does. (0, False) when not applicable
     (a JSON array, no fork, stdout is not a file descriptor): nothing was written.
     """
-    from tap_fullstory.sources.decode import body_blocks, is_json_array
+    from tap_fullstory.sources.decode import body_blocks
 
     if not hasattr(os, "fork"):
         return 0, False
-    try:
-        stdout_fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return 0, False
-    if is_json_array(path):
+    stdout_fd = raw_stdout(path)
+    if stdout_fd is None:
         return 0, False
     blocks = body_blocks(path)  # opened on first use: each process has its own file offset
-    sys.stdout.flush()
-    _stdout().flush()
     to_child_r, to_child_w = os.pipe()
     to_parent_r, to_parent_w = os.pipe()
     pid = os.fork()
