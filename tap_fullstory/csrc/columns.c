@@ -139,6 +139,10 @@ static PyObject *split(PyObject *self, PyObject *args) {
     /* "CustomVars" in any case is a custom var (Splitter keeps it), and it is not in `known`. */
     if (identity != Py_None) {
         if (!PyTuple_Check(identity)) { PyErr_SetString(PyExc_TypeError, "identity: tuple"); goto done; }
+        if (cap > MAX_ID_ROWS) {  /* checked before anything is allocated for them */
+            result = Py_BuildValue("(Os)", Py_None, "too many lines for EventId offsets");
+            goto done;
+        }
         if (PyTuple_GET_SIZE(identity) > MAX_NAMES) {
             PyErr_Format(PyExc_ValueError, "identity: at most %d fields", MAX_NAMES);
             goto done;

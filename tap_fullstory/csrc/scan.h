@@ -46,7 +46,8 @@ typedef struct {
     int has_after;
 } Spec;
 
-/* Rows per chunk at most with EventIds: their Arrow offsets (32 characters a row) are int32. */
+/* Lines per chunk at most with EventIds: their Arrow offsets (32 characters a row) are int32, and
+ * rows <= lines ("more rows than lines"). */
 #define MAX_ID_ROWS (INT32_MAX / 32)
 
 static int cmp_custom(const void *a, const void *b) {
@@ -101,7 +102,6 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
         if (p >= end) break;
         if (*p != '{') FAIL("row is not a JSON object");
         if (row >= cap) FAIL("more rows than lines");
-        if (id && row >= MAX_ID_ROWS) FAIL("too many rows for EventId offsets");
         ncustom = 0; tmp.len = 0; prev_k = -1;
         if (spec->rec) {
             PUT(&spec->rec->lines, spec->rec->head, (size_t)spec->rec->head_len);

@@ -1,0 +1,140 @@
+"""The two paths the differential tests compare, built in one place: the C scanner through the
+project's wrappers (`native_columns.NativeChunks`, `native.NativeRecords`) and the per-record
+reference (orjson + `Splitter` + `EventKeyer` into `ParquetDayWriter`, or
+`output.ChunkEncoder.encode`). When those APIs move, this file is the one to adapt.
+
+A mode is one way the tap calls the scanner: Parquet columns or RECORD lines, web or mobile
+fields, with or without EventId, with deselected properties (fields C then only validates).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import struct
+import typing as t
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tap_fullstory import native, native_columns
+from tap_fullstory.fields import (
+    CUSTOM_VARS,
+    EVENT_ID,
+    EXPORT_END,
+    EXPORT_START,
+    Splitter,
+    singer_schema,
+)
+from tap_fullstory.keys import EventKeyer
+from tap_fullstory.output import ChunkEncoder
+from tap_fullstory.parquet import _ARROW, TS_TYPE, ParquetDayWriter, property_kind
+
+WINDOW = ("2024-01-01T00:00:00Z", "2024-01-01T06:00:00Z")
+#: Deselected in the modes that deselect: an integer, a float, a string, a timestamp, and
+#: (RECORD) CustomVars and the window's end.
+DESELECTED = ("PageDuration", "EventCumulativeLayoutShift", "PageUrl", "PageStart")
+_LOG = logging.getLogger("tests.fuzz")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    name: str
+    record: bool  # RECORD lines (else Parquet columns)
+    mobile: bool
+    use_keys: bool  # EventId
+    drop: tuple[str, ...]  # deselected properties
+    after: str | None  # EventStart of the row before the chunk
+
+
+MODES = (
+    Mode("parquet-web", record=False, mobile=False, use_keys=True, drop=(), after=None),
+    Mode("parquet-mobile-deselected", record=False, mobile=True, use_keys=False,
+         drop=DESELECTED, after=None),
+    Mode("record-web", record=True, mobile=False, use_keys=True, drop=(), after=None),
+    Mode("record-mobile-deselected", record=True, mobile=True, use_keys=True,
+         drop=(*DESELECTED, CUSTOM_VARS, EXPORT_END), after="2024-01-01T00:00:01.000Z"),
+)
+
+#: What a path gave for a chunk: ("refused", reason) or ("rows", exact value).
+Outcome = tuple[str, t.Any]
+
+
+def bits(table: pa.Table | pa.RecordBatch) -> tuple[t.Any, ...]:
+    """A table's exact content: floats as their 8 bytes (-0.0 differs from 0.0), timestamps as
+    microseconds, JSON as its text, nulls as None."""
+    out: list[t.Any] = [str(table.schema)]
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        if isinstance(column, pa.ExtensionArray):
+            column = column.storage
+        if pa.types.is_timestamp(field.type):
+            column = pc.cast(column, pa.int64())
+        values = column.to_pylist()
+        if pa.types.is_floating(field.type):
+            values = [None if v is None else struct.pack("<d", v) for v in values]
+        out.append((field.name, values))
+    return tuple(out)
+
+
+class Paths:
+    """One mode's scanner and reference, reused across chunks."""
+
+    def __init__(self, mode: Mode) -> None:
+        self.mode = mode
+        splitter = Splitter(mobile=mode.mobile)
+        self.known = splitter.column_names
+        if mode.record:
+            self.encoder = ChunkEncoder("events", "2024-01-02T00:00:00+00:00", splitter, *WINDOW,
+                                        mode.use_keys, mode.drop)
+            self.records = native.NativeRecords(self.encoder, self.known,
+                                                splitter.timestamp_names)
+            return
+        props = singer_schema(mobile=mode.mobile, event_id=mode.use_keys)["properties"]
+        kinds = {name: property_kind(prop) for name, prop in props.items()
+                 if name not in mode.drop}
+        self.schema = pa.schema([pa.field(name, _ARROW[kind]) for name, kind in kinds.items()])
+        self.kinds = list(kinds.values())
+        window_ts = {name: pc.cast(pa.scalar(value), TS_TYPE)
+                     for name, value in zip((EXPORT_START, EXPORT_END), WINDOW, strict=True)}
+        self.columns = native_columns.NativeChunks(
+            self.schema, kinds, self.known, use_keys=mode.use_keys, window_ts=window_ts)
+
+    def scanner(self, chunk: t.Any) -> Outcome:
+        """The C path on `chunk` (bytes or a memoryview of bytes), with its Python checks."""
+        after = self.mode.after
+        try:
+            if self.mode.record:
+                view, rows = self.records.lines(self.records.scan(chunk, after))
+                return "rows", (rows, bytes(view))
+            return "rows", bits(self.columns.batch(self.columns.scan(chunk, after)))
+        except native.Fallback as why:
+            return "refused", str(why)
+
+    def reference(self, chunk: bytes) -> Outcome:
+        """The per-record path; raises where it stops (invalid JSON, rows out of order...)."""
+        if self.mode.record:
+            lines, rows = self.encoder.encode(chunk, self.mode.after)
+            return "rows", (rows, lines)
+        batches: list[pa.RecordBatch] = []
+        writer = ParquetDayWriter(lambda: None, self.schema, self.kinds,  # type: ignore[arg-type,return-value]
+                                  _LOG, all_names=self.known)
+        writer._put = batches.append  # type: ignore[method-assign]  # the batches, not a file
+        split = Splitter(mobile=self.mode.mobile).split
+        key = EventKeyer(after=self.mode.after).key if self.mode.use_keys else None
+        for line in chunk.split(b"\n"):
+            if not line.strip():
+                continue
+            row = orjson.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+            cols, custom = split(row)
+            if key is not None:
+                cols[EVENT_ID] = key(cols)
+            cols[CUSTOM_VARS] = custom
+            cols[EXPORT_START], cols[EXPORT_END] = WINDOW
+            writer.add(cols)
+        writer.close()
+        return "rows", bits(pa.Table.from_batches(batches, schema=self.schema))
