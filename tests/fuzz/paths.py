@@ -54,7 +54,7 @@ MODES = (
          drop=DESELECTED, after=None),
     Mode("record-web", record=True, mobile=False, use_keys=True, drop=(), after=None),
     Mode("record-mobile-deselected", record=True, mobile=True, use_keys=True,
-         drop=(*DESELECTED, CUSTOM_VARS, EXPORT_END), after="2024-01-01T00:00:01.000Z"),
+         drop=(*DESELECTED, CUSTOM_VARS, EXPORT_END), after="2020-01-01T00:00:00.000Z"),
 )
 
 #: What a path gave for a chunk: ("refused", reason) or ("rows", exact value).
@@ -79,6 +79,12 @@ def bits(table: pa.Table | pa.RecordBatch) -> tuple[t.Any, ...]:
     return tuple(out)
 
 
+def record_encoder(*, mobile: bool, use_keys: bool, drop: tuple[str, ...]) -> ChunkEncoder:
+    """The reference for RECORD lines (and the template of the scanner's RECORD mode)."""
+    return ChunkEncoder("events", "2024-01-02T00:00:00+00:00", Splitter(mobile=mobile), *WINDOW,
+                        use_keys, drop)
+
+
 class Paths:
     """One mode's scanner and reference, reused across chunks."""
 
@@ -87,8 +93,8 @@ class Paths:
         splitter = Splitter(mobile=mode.mobile)
         self.known = splitter.column_names
         if mode.record:
-            self.encoder = ChunkEncoder("events", "2024-01-02T00:00:00+00:00", splitter, *WINDOW,
-                                        mode.use_keys, mode.drop)
+            self.encoder = record_encoder(mobile=mode.mobile, use_keys=mode.use_keys,
+                                          drop=mode.drop)
             self.records = native.NativeRecords(self.encoder, self.known,
                                                 splitter.timestamp_names)
             return
@@ -120,7 +126,8 @@ class Paths:
             return "rows", (rows, lines)
         batches: list[pa.RecordBatch] = []
         writer = ParquetDayWriter(lambda: None, self.schema, self.kinds,  # type: ignore[arg-type,return-value]
-                                  _LOG, all_names=self.known)
+                                  _LOG, row_group_rows=chunk.count(b"\n") + 1,  # small lists
+                                  all_names=self.known)
         writer._put = batches.append  # type: ignore[method-assign]  # the batches, not a file
         split = Splitter(mobile=self.mode.mobile).split
         key = EventKeyer(after=self.mode.after).key if self.mode.use_keys else None
