@@ -11,6 +11,9 @@
 #                  seconds or FUZZ_RUNS inputs, whichever comes first. Needs clang and atheris: installs
 #                  them (Debian's clang with apt-get, as root; atheris==3.0.0 into .venv, built with it).
 #                  Inputs it finds go to build/fuzz/corpus; a failing one to build/fuzz/crash-*.
+#                  Preloaded: atheris's ASan+libFuzzer runtime (so that the C's coverage reaches libFuzzer)
+#                  and its custom-mutator module (libFuzzer looks for LLVMFuzzerCustomMutator when it is
+#                  loaded, before Python runs: without it tests/fuzz/mutate.py would never be called).
 
 SAN_DIR := build/sanitize
 FUZZ_DIR := build/fuzz
@@ -28,12 +31,16 @@ ATHERIS_STAMP := $(VENV)/.atheris
 
 .PHONY: sanitize fuzz fuzz-tools
 
+# `make test` runs the sanitizer pass too (about 45 s on 2 cores), before ruff and pytest.
+test: sanitize
+
 # The extension on its own (one translation unit): no setuptools, exactly these flags.
 $(SAN_DIR)/_columns.so: $(CSRC) | $(STAMP)
 	@mkdir -p $(@D)
 	gcc $(SAN_COMMON) -fsanitize=address,undefined -I$(PY_INCLUDE) tap_fullstory/csrc/columns.c -o $@
 
 sanitize: $(SAN_DIR)/_columns.so
+	@[ -f "$$(gcc -print-file-name=libasan.so)" ] || { echo "libasan missing (Debian: libasan8)" >&2; exit 1; }
 	@rm -f $(SAN_DIR)/report.*
 	@start=$$(date +%s); \
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc $(call san_env,$(SAN_DIR)) \
@@ -65,7 +72,8 @@ fuzz: $(FUZZ_DIR)/_columns.so
 	@mkdir -p $(FUZZ_DIR)/corpus
 	@rm -f $(FUZZ_DIR)/crash-* $(FUZZ_DIR)/summary.json $(FUZZ_DIR)/report.*
 	@start=$$(date +%s); \
-	LD_PRELOAD=$$($(BIN)/python -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so \
+	lib=$$($(BIN)/python -c 'import atheris; print(atheris.path())'); \
+	LD_PRELOAD="$$lib/asan_with_fuzzer.so $$(ls $$lib/atheris/custom_mutator.*.so)" \
 	  $(call san_env,$(FUZZ_DIR)) TAP_FULLSTORY_COLUMNS_SO=$(FUZZ_DIR)/_columns.so \
 	  FUZZ_SUMMARY=$(FUZZ_DIR)/summary.json \
 	  $(BIN)/python tests/fuzz/fuzz_scanner.py -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) \
@@ -74,5 +82,5 @@ fuzz: $(FUZZ_DIR)/_columns.so
 	reports=$$(ls $(FUZZ_DIR)/report.* 2>/dev/null | wc -l); \
 	if [ "$$reports" != 0 ]; then cat $(FUZZ_DIR)/report.*; fi; \
 	echo "[fuzz] $$(( $$(date +%s) - start )) s; sanitizer reports: $$reports; failing inputs:" \
-	  "$$(ls $(FUZZ_DIR)/crash-* 2>/dev/null | wc -l); $$(tr -d '\n' < $(FUZZ_DIR)/summary.json 2>/dev/null)"; \
+	  "$$(ls $(FUZZ_DIR)/crash-* 2>/dev/null | wc -l); $$(cat $(FUZZ_DIR)/summary.json 2>/dev/null | tr -d '\n')"; \
 	[ "$$status" = 0 ] && [ "$$reports" = 0 ]

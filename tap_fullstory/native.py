@@ -29,6 +29,8 @@ try:
     from tap_fullstory import _columns  # type: ignore[attr-defined]
 except ImportError:  # no C compiler at install time: the pure-Python paths do the work
     _columns = None
+if _columns is not None and getattr(_columns, "API", None) != 2:  # an old build of csrc/: unused
+    _columns = None
 
 AVAILABLE = _columns is not None
 #: Set TAP_FULLSTORY_NATIVE=0 to leave the scanner out (the Python paths then take every chunk).

@@ -264,8 +264,14 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_columns", NULL, -1, methods};
 
+/* The interface version `native` expects: 2 = immutable chunks only, names checked (issue #13). A
+ * build of other sources (an editable install not rebuilt) is then not used. */
+#define API 2
+
 PyMODINIT_FUNC PyInit__columns(void) {
     init_tables();
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "API", API) < 0) { Py_DECREF(m); return NULL; }
+    return m;
 }
 

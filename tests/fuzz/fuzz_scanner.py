@@ -1,8 +1,8 @@
 """`make fuzz`: the differential harness (harness.py) under atheris, libFuzzer for Python.
 
-Each input is the bytes of a chunk of NDJSON rows; libFuzzer mutates the committed seeds and
-regressions, guided by the coverage of the C scanner (built with clang's fuzzer-no-link
-instrumentation, see ci/sanitize.mk). An input stops the run when the scanner, in any mode or
+Each input is the bytes of a chunk of NDJSON rows; the committed seeds and regressions are
+mutated (mutate.py: JSON-aware, and libFuzzer's byte mutations), guided by the coverage of the C
+scanner (built with clang's fuzzer-no-link instrumentation, see ci/sanitize.mk). An input stops the run when the scanner, in any mode or
 buffer form, writes anything the per-record reference does not (a Python exception: Mismatch)
 or when ASan/UBSan report (an abort); libFuzzer then saves it as crash-* for replay.
 
@@ -24,6 +24,7 @@ import atheris
 
 import tests.fuzz.use_build  # noqa: F401  # the fuzzing build of the scanner, first
 from tests.fuzz.harness import Harness
+from tests.fuzz.mutate import mutate
 
 HARNESS = Harness()
 
@@ -32,7 +33,7 @@ def one_input(data: bytes) -> None:
     HARNESS.check(data)
 
 
-def _summary() -> None:
+def _summary(_arg: object = None) -> None:
     path = os.environ.get("FUZZ_SUMMARY")
     if path:
         with open(path, "w") as out:
@@ -40,12 +41,12 @@ def _summary() -> None:
 
 
 # libFuzzer ends the process with exit(): Python's atexit does not run then, the C library's does.
-_AT_EXIT = ctypes.CFUNCTYPE(None)(_summary)
+_AT_EXIT = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_summary)
 
 
 def main() -> None:
-    ctypes.CDLL(None).atexit(_AT_EXIT)
-    atheris.Setup(sys.argv, one_input)
+    ctypes.CDLL(None).__cxa_atexit(_AT_EXIT, None, None)
+    atheris.Setup(sys.argv, one_input, custom_mutator=mutate)
     atheris.Fuzz()
 
 
