@@ -1,7 +1,7 @@
 """The two paths the differential tests compare, built in one place: the C scanner through the
 project's wrappers (`native_columns.NativeChunks`, `native.NativeRecords`) and the per-record
-reference (orjson + `Splitter` + `EventKeyer` into `ParquetDayWriter`, or
-`output.ChunkEncoder.encode`). When those APIs move, this file is the one to adapt.
+reference (`output.ChunkEncoder.encode`: orjson, `Splitter`, `EventKeyer`; for Parquet its
+records into `ParquetDayWriter.add`). When those APIs move, this file is the one to adapt.
 
 A mode is one way the tap calls the scanner: Parquet columns or RECORD lines, web or mobile
 fields, with or without EventId, with deselected properties (fields C then only validates).
@@ -19,15 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tap_fullstory import native, native_columns
-from tap_fullstory.fields import (
-    CUSTOM_VARS,
-    EVENT_ID,
-    EXPORT_END,
-    EXPORT_START,
-    Splitter,
-    singer_schema,
-)
-from tap_fullstory.keys import EventKeyer
+from tap_fullstory.fields import CUSTOM_VARS, EXPORT_END, EXPORT_START, Splitter, singer_schema
 from tap_fullstory.output import ChunkEncoder
 from tap_fullstory.parquet import _ARROW, TS_TYPE, ParquetDayWriter, property_kind
 
@@ -92,9 +84,10 @@ class Paths:
         self.mode = mode
         splitter = Splitter(mobile=mode.mobile)
         self.known = splitter.column_names
+        # Parquet: the records of the reference (nothing dropped), into the day writer
+        self.encoder = record_encoder(mobile=mode.mobile, use_keys=mode.use_keys,
+                                      drop=mode.drop if mode.record else ())
         if mode.record:
-            self.encoder = record_encoder(mobile=mode.mobile, use_keys=mode.use_keys,
-                                          drop=mode.drop)
             self.records = native.NativeRecords(self.encoder, self.known,
                                                 splitter.timestamp_names)
             return
@@ -121,27 +114,15 @@ class Paths:
 
     def reference(self, chunk: bytes) -> Outcome:
         """The per-record path; raises where it stops (invalid JSON, rows out of order...)."""
+        lines, rows = self.encoder.encode(chunk, self.mode.after)
         if self.mode.record:
-            lines, rows = self.encoder.encode(chunk, self.mode.after)
             return "rows", (rows, lines)
         batches: list[pa.RecordBatch] = []
         writer = ParquetDayWriter(lambda: None, self.schema, self.kinds,  # type: ignore[arg-type,return-value]
                                   _LOG, row_group_rows=chunk.count(b"\n") + 1,  # small lists
                                   all_names=self.known)
         writer._put = batches.append  # type: ignore[method-assign]  # the batches, not a file
-        split = Splitter(mobile=self.mode.mobile).split
-        key = EventKeyer(after=self.mode.after).key if self.mode.use_keys else None
-        for line in chunk.split(b"\n"):
-            if not line.strip():
-                continue
-            row = orjson.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-            cols, custom = split(row)
-            if key is not None:
-                cols[EVENT_ID] = key(cols)
-            cols[CUSTOM_VARS] = custom
-            cols[EXPORT_START], cols[EXPORT_END] = WINDOW
-            writer.add(cols)
+        for line in lines.splitlines():  # orjson reads back exactly the values it wrote
+            writer.add(orjson.loads(line)["record"])
         writer.close()
         return "rows", bits(pa.Table.from_batches(batches, schema=self.schema))
