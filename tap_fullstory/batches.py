@@ -19,6 +19,7 @@ import typing as t
 
 import orjson
 
+from tap_fullstory import sdk
 from tap_fullstory.output import _default
 from tap_fullstory.parquet import (
     CHUNK_ROWS,
@@ -29,8 +30,7 @@ from tap_fullstory.parquet import (
 )
 
 if t.TYPE_CHECKING:
-    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, StorageTarget
-
+    from tap_fullstory.sdk import BaseBatchFileEncoding, BatchConfig, StorageTarget
     from tap_fullstory.streams import EventsStream
     from tap_fullstory.windows import Window
 
@@ -196,7 +196,7 @@ def _day_batches(
     stream: EventsStream, batch_config: BatchConfig, context: t.Any
 ) -> t.Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
     stream.state_per_window = False
-    stream._write_starting_replication_value(context)
+    sdk.write_starting_value(stream, context)
     plan = stream.plan(context)
     writer: DayWriter | None = None
     done: list[Window] = []  # the day's windows; bookmarked only once its file is committed
@@ -206,7 +206,7 @@ def _day_batches(
             writer = make_writer(stream, batch_config, window.start)
             begun = time.monotonic()
         try:
-            direct = _arrow_direct(stream, writer)
+            direct = _parquet_direct(stream, writer)
             with stream.export(plan, window, direct) as records:
                 add = writer.add
                 for record in records:
@@ -225,40 +225,32 @@ def _day_batches(
         if url is None:
             stream.logger.info("Day %s: no events; no file, state moves to %s",
                                window.day, window.end.isoformat())
-            stream.state_manager.is_flushed = False  # only RECORD/BATCH writes mark it dirty
-            stream._write_state_message()
+            sdk.mark_unwritten(stream)  # only RECORD/BATCH writes mark it dirty
+            sdk.write_state(stream)
             continue
         seconds = time.monotonic() - begun
         stream.logger.info("Day %s: %d rows in %s (%.1f s, %.0f rows/s)", window.day, rows, url,
                            seconds, rows / seconds if seconds > 0 else 0.0)
         yield batch_config.encoding, [url]
-    stream._finalize_state(stream.stream_state)
-    stream._write_state_message()
+    sdk.finalize_state(stream)
+    sdk.write_state(stream)
 
 
-def _arrow_direct(stream: EventsStream, writer: DayWriter
-                  ) -> t.Callable[[Window, t.Any], int] | None:
-    """The Parquet fast path for one window (`arrow_chunks`), or None (per-record path).
-
-    It writes what it can prove identical; the per-record path then resumes after those rows
-    (same export, same rows), exactly as the RECORD writer's parallel path is resumed."""
-    from tap_fullstory import arrow_chunks
-
-    if not arrow_chunks.ENABLED or not isinstance(writer, ParquetDayWriter):
+def _parquet_direct(stream: EventsStream, writer: DayWriter
+                    ) -> t.Callable[[Window, t.Any], int] | None:
+    """The Parquet fast path for one window (the C scanner, `native_columns.write_parquet`), or
+    None: every row through the reference. Where the scanner stops early, the window's reference
+    resumes after the rows it wrote (same export, same rows)."""
+    if not stream.use_c_scanner or not isinstance(writer, ParquetDayWriter):
         return None
-    settings = stream.settings
 
     def direct(window: Window, spooled: t.Any) -> int:
-        from tap_fullstory.windows import fmt
+        from tap_fullstory.native_columns import write_parquet
 
-        fast = arrow_chunks.ArrowChunkWriter(
-            writer, mobile=settings.include_mobile_fields, use_keys=settings.event_id,
-            export_start=fmt(window.start), export_end=fmt(window.end))
-        written, complete = fast.write(spooled.path)
-        if fast.fallbacks:
-            stream.logger.info("Window %s: %d chunk(s) written by the per-record path",
-                               window.label, fast.fallbacks)
-        if not complete:
+        run = write_parquet(spooled.path, writer, stream.record_maker(window))
+        stream.log_fallbacks(window, run)
+        written = run.written
+        if not run.complete:
             add = writer.add
             for record in stream._window_records(window, spooled, emitted=written):
                 add(record)
