@@ -225,7 +225,6 @@ def _day_batches(
         if url is None:
             stream.logger.info("Day %s: no events; no file, state moves to %s",
                                window.day, window.end.isoformat())
-            sdk.mark_unwritten(stream)  # only RECORD/BATCH writes mark it dirty
             sdk.write_state(stream)
             continue
         seconds = time.monotonic() - begun

@@ -31,19 +31,15 @@ def write_starting_value(stream: Stream, context: t.Any) -> None:
 
 
 def move_bookmark(stream: Stream, value: str, context: t.Any) -> None:
-    """Set the stream's bookmark to `value` and mark the state as not yet written."""
+    """Set the stream's bookmark to `value` and mark the state as not yet written (the SDK
+    itself marks it so only when it writes a RECORD or BATCH)."""
     assert stream.replication_key is not None
     stream._increment_stream_state({stream.replication_key: value}, context=context)
-    mark_unwritten(stream)
-
-
-def mark_unwritten(stream: Stream) -> None:
-    """Make the next `write_state` write (the SDK marks state dirty only on RECORD/BATCH)."""
     stream.state_manager.is_flushed = False
 
 
 def write_state(stream: Stream) -> None:
-    """Write a STATE message now (the SDK skips it when nothing changed since the last one)."""
+    """Write a STATE message now, unless nothing moved since the last one."""
     stream._write_state_message()
 
 
