@@ -1,9 +1,9 @@
-"""Parquet day batches through the C scanner: NDJSON chunks -> Arrow record batches.
+"""Columnar day batches through the C scanner: NDJSON chunks -> Arrow record batches.
 
 `native` runs `tap_fullstory._columns` (C): the known columns come back as Arrow buffers, plus
 the exact text of CustomVars and the EventIds. This module wraps those buffers (no copy) into the
 day writer's record batch. A chunk C cannot prove identical goes through the reference
-(`records.RecordMaker` -> `ParquetDayWriter.add`) instead, so the file is the same either way.
+(`records.RecordMaker` -> `ColumnarDayWriter.add`) instead, so the files are the same either way.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tap_fullstory.keys import IDENTITY_FIELDS
 from tap_fullstory.native import ChunkRun, Fallback, FloatCheck, Owned, _columns, start_text
 
 if t.TYPE_CHECKING:
-    from tap_fullstory.parquet import ParquetDayWriter
+    from tap_fullstory.parquet import ColumnarDayWriter
     from tap_fullstory.records import RecordMaker
 
 _KIND = {"integer": "i", "number": "f", "string": "s", "date-time": "t"}
@@ -95,8 +95,8 @@ class NativeChunks:
         return pa.RecordBatch.from_arrays(out, schema=self.schema)
 
 
-def write_parquet(path: str, writer: ParquetDayWriter, maker: RecordMaker) -> ChunkRun:
-    """One window's NDJSON export into the day's Parquet writer, chunk by chunk: C's batch, or
+def write_columns(path: str, writer: ColumnarDayWriter, maker: RecordMaker) -> ChunkRun:
+    """One window's NDJSON export into the day's columnar writer, chunk by chunk: C's batch, or
     the reference's records for a chunk C refuses. One thread decompresses and cuts, one scans.
     Stops (run.complete False, run.written exact) where the window's reference must decide
     (`native.STOP`): it resumes after the rows written. A JSON array is left to the reference."""

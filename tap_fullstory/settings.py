@@ -22,6 +22,15 @@ DEFAULT_API_URL = {SEGMENT_EXPORT: "https://api.fullstory.com", BUNDLES: "https:
 DEFAULT_WINDOW = "6h"
 DEFAULT_DELAY = "24h"
 DEFAULT_LOOKBACK = dt.timedelta(days=30)
+#: Rows per BATCH part file. An SDK target reads a whole file into memory before loading it
+#: (about 12 KB per FullStory event in meltanolabs-target-postgres), so this bounds the target's
+#: memory whatever the size of a day; chosen by `make bench-e2e` (README, "End to end").
+DEFAULT_PART_ROWS = 50_000
+BATCH_FORMATS = ("parquet", "jsonl", "arrow")
+#: Compression per format: gzip wraps a JSONL file; Parquet is always zstd inside; Arrow IPC
+#: files compress their buffers (zstd or lz4_frame), which every pyarrow reader undoes.
+BATCH_COMPRESSION = {"jsonl": ("gzip", "none"), "parquet": ("gzip", "none", "zstd"),
+                     "arrow": ("zstd", "lz4", "none")}
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,26 @@ SETTINGS: tuple[Setting, ...] = (
             "Additional headers",
             description="Extra HTTP headers for every FullStory API call (not the signed "
             "download), like hauser's AdditionalHttpHeader."),
+    Setting("batch_config", th.ObjectType(
+        th.Property("encoding", th.ObjectType(
+            th.Property("format", th.StringType, allowed_values=list(BATCH_FORMATS),
+                        description="parquet, jsonl or arrow (Arrow IPC file format)."),
+            th.Property("compression", th.StringType, allowed_values=sorted(
+                {c for cs in BATCH_COMPRESSION.values() for c in cs}),
+                        description="jsonl: gzip or none; arrow: zstd (default), lz4 or none; "
+                        "parquet: always zstd inside the file."),
+        )),
+        th.Property("storage", th.ObjectType(
+            th.Property("root", th.StringType, description="file://, s3:// or gs:// root."),
+            th.Property("prefix", th.StringType, description="File name prefix."),
+            th.Property("params", th.ObjectType(), description="fsspec storage options."),
+        )),
+        th.Property("batch_size", th.IntegerType,
+                    description=f"Most rows per part file (default {DEFAULT_PART_ROWS:,}). A "
+                    "day's BATCH message lists all its parts."),
+    ), "Batch configuration",
+            description="BATCH mode: one BATCH message and one STATE per UTC day, its rows in "
+            "part files of at most batch_size rows (see README, 'Day batches')."),
     Setting("c_scanner", th.BooleanType, "C scanner", default=True,
             description="Write rows with the C scanner when it was built at install time (the "
             "fast path; proved equal to the per-record path by the tests). false forces the "
@@ -123,6 +152,7 @@ class Settings:
     event_id: bool
     c_scanner: bool
     additional_headers: t.Mapping[str, str]
+    batch: BatchSettings | None
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any], *, now: dt.datetime | None = None) -> Settings:
@@ -164,7 +194,41 @@ class Settings:
             event_id=bool(_value(config, "event_id")),
             c_scanner=bool(_value(config, "c_scanner")),
             additional_headers=_headers(config),
+            batch=BatchSettings.from_config(config.get("batch_config")),
         )
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """`batch_config` as the day-batch writers read it (BATCH mode is on iff it is set)."""
+
+    format: str
+    compression: str
+    part_rows: int
+
+    @classmethod
+    def from_config(cls, raw: t.Any) -> BatchSettings | None:
+        if not raw:
+            return None
+        encoding = raw.get("encoding") if isinstance(raw, t.Mapping) else None
+        if not isinstance(encoding, t.Mapping) or not isinstance(raw.get("storage"), t.Mapping):
+            raise ConfigError("batch_config: needs encoding.format and storage.root, e.g. "
+                              '{"encoding": {"format": "parquet"}, "storage": {"root": '
+                              '"file:///data/batches"}}')
+        fmt = str(encoding.get("format") or "").lower()
+        if fmt not in BATCH_FORMATS:
+            raise ConfigError(f"batch_config.encoding.format: {fmt!r} must be one of "
+                              f"{', '.join(BATCH_FORMATS)}")
+        allowed = BATCH_COMPRESSION[fmt]
+        compression = str(encoding.get("compression") or allowed[0 if fmt == "arrow" else -1])
+        if compression.lower() not in allowed:
+            raise ConfigError(f"batch_config.encoding.compression: {compression!r} is not "
+                              f"available for {fmt} (use {', '.join(allowed)})")
+        size = raw.get("batch_size", DEFAULT_PART_ROWS)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"batch_config.batch_size: {size!r} must be a whole number of rows "
+                              "(at least 1)")
+        return cls(fmt, compression.lower(), size)
 
 
 def _positive(config: t.Mapping[str, t.Any], name: str) -> float:

@@ -205,23 +205,26 @@ def test_crash_mid_day_two_redoes_that_day_once(make_emulator, tmp_path, fmt) ->
     emu.add_fault("download", "malformed_row", nth=6, row=3)  # window 6 = 2024-01-02 06:00-12:00
     out, spill = tmp_path / "out", tmp_path / "tmp"
     spill.mkdir()
-    # batch_size 100: day 2's first window is already in the (uncommitted) file when it fails
+    # batch_size 100: parts of day 2's first window are committed when the day fails
     cfg = config(emu.base_url, out.as_uri(), fmt, "gzip", batch={"batch_size": 100})
     failed = run_tap(cfg, env={"TMPDIR": str(spill)})
     assert failed.returncode != 0
-    assert len(failed.batches) == 1 and "2024-01-01" in manifests(failed)[0]
+    assert len(failed.batches) == 1 and all("2024-01-01" in u for u in manifests(failed))
     assert failed.bookmark() == DAY_ENDS[0]
-    # no partial file: neither in the batch root nor as a transaction temp file
-    assert sorted(p.name for p in out.iterdir()) == [local(manifests(failed)[0]).name]
+    # no part of the failed day is left: neither in the batch root nor as a transaction temp file
+    assert sorted(p.name for p in out.iterdir()) == sorted(local(u).name for u in manifests(failed))
     assert [p for p in spill.iterdir() if p.is_file()] == []
 
     emu.clear_faults()
     resumed = ok(run_tap(cfg, state=failed.final_state))
+    days = [{local(u).name[len("fs-events-"):][:10] for u in b["manifest"]}
+            for b in failed.batches + resumed.batches]
+    assert days == [{"2024-01-01"}, {"2024-01-02"}, {"2024-01-03"}]  # one BATCH per day, once
     urls = manifests(failed) + manifests(resumed)
-    assert sum("events-2024-01-02-" in u for u in urls) == 1
-    assert len(urls) == 3
     read = parquet_rows if fmt == "parquet" else jsonl_rows
-    rows = [r for url in urls for r in read(url)]
+    parts = [read(url) for url in urls]
+    assert all(0 < len(part) <= 100 for part in parts)
+    rows = [r for part in parts for r in part]
     expected = emu.expected_rows(START, END)
     assert len(rows) == len(expected) == len({r["EventId"] for r in rows})
     assert sorted(p.name for p in out.iterdir()) == sorted(local(u).name for u in urls)
@@ -385,7 +388,7 @@ def test_target_postgres_loads_parquet_and_jsonl_like_record_mode(
             f'WHERE r."{cv}" IS DISTINCT FROM (p."{cv}" #>> \'{{}}\')::jsonb').fetchone()[0] == 0
 
 
-# --- the C scanner's Parquet path (native_columns.write_parquet) against the reference ------------
+# --- the C scanner's columnar path (native_columns.write_columns) against the reference -----------
 
 
 def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bool,
@@ -397,8 +400,8 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
 
     from tap_fullstory import native
     from tap_fullstory.keys import EventKeyer, OutOfOrderError
-    from tap_fullstory.native_columns import write_parquet
-    from tap_fullstory.parquet import _ARROW, ParquetDayWriter, property_kind
+    from tap_fullstory.native_columns import write_columns
+    from tap_fullstory.parquet import _ARROW, ColumnarDayWriter, ParquetPart, property_kind
     from tap_fullstory.records import RecordMaker
     from tap_fullstory.sources.decode import iter_rows
 
@@ -412,14 +415,19 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
     schema = pa.schema([pa.field(n, _ARROW[k]) for n, k in zip(SCHEMA, kinds, strict=True)])
 
     class File:
-        def __init__(self) -> None:
+        url = str(dst)
+
+        def __init__(self, index: int) -> None:
+            assert index == 0  # one part
             self.file = dst.open("wb")
 
         def commit(self) -> str:
             self.file.close()
-            return str(dst)
+            return self.url
 
-    writer = ParquetDayWriter(File, schema, kinds, logging.getLogger("t"), 7, SCHEMA)
+    writer = ColumnarDayWriter(File, lambda f: ParquetPart(f, schema), schema, kinds,
+                               logging.getLogger("t"), part_rows=10**9, row_group_rows=7,
+                               all_names=SCHEMA)
     maker = RecordMaker(mobile=False, use_keys=True, export_start="2024-01-01T00:00:00Z",
                         export_end="2024-01-02T00:00:00Z")
     run, written = None, 0
@@ -427,7 +435,7 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
         saved = native.CHUNK_BYTES
         native.CHUNK_BYTES = chunk_bytes
         try:
-            run = write_parquet(str(src), writer, maker)
+            run = write_columns(str(src), writer, maker)
         finally:
             native.CHUNK_BYTES = saved
         written = run.written
