@@ -115,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
                     "day's BATCH message lists all its parts."),
     ), "Batch configuration",
             description="BATCH mode: one BATCH message and one STATE per UTC day, its rows in "
-            "part files of at most batch_size rows (see README, 'Day batches')."),
+            "part files of at most batch_size rows (README: BATCH mode)."),
     Setting("c_scanner", th.BooleanType, "C scanner", default=True,
             description="Write rows with the C scanner when it was built at install time (the "
             "fast path; proved equal to the per-record path by the tests). false forces the "
