@@ -1,7 +1,7 @@
 """The two paths the differential tests compare, built in one place: the C scanner through the
 project's wrappers (`native_columns.NativeChunks`, `native.NativeRecords`) and the per-record
-reference (`output.ChunkEncoder.encode`: orjson, `Splitter`, `EventKeyer`; for Parquet its
-records into `ParquetDayWriter.add`). When those APIs move, this file is the one to adapt.
+reference (`output.ChunkEncoder.encode`: `RecordMaker` and orjson; for Parquet its records
+into `ColumnarDayWriter.add`). When those APIs move, this file is the one to adapt.
 
 A mode is one way the tap calls the scanner: Parquet columns or RECORD lines, web or mobile
 fields, with or without EventId, with deselected properties (fields C then only validates).
@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 from tap_fullstory import native, native_columns
 from tap_fullstory.fields import CUSTOM_VARS, EXPORT_END, EXPORT_START, Splitter, singer_schema
 from tap_fullstory.output import ChunkEncoder
-from tap_fullstory.parquet import _ARROW, TS_TYPE, ParquetDayWriter, property_kind
+from tap_fullstory.parquet import _ARROW, TS_TYPE, ColumnarDayWriter, property_kind
+from tap_fullstory.records import RecordMaker
 
 WINDOW = ("2024-01-01T00:00:00Z", "2024-01-01T06:00:00Z")
 #: Deselected in the modes that deselect: an integer, a float, a string, a timestamp, and
@@ -73,8 +74,13 @@ def bits(table: pa.Table | pa.RecordBatch) -> tuple[t.Any, ...]:
 
 def record_encoder(*, mobile: bool, use_keys: bool, drop: tuple[str, ...]) -> ChunkEncoder:
     """The reference for RECORD lines (and the template of the scanner's RECORD mode)."""
-    return ChunkEncoder("events", "2024-01-02T00:00:00+00:00", Splitter(mobile=mobile), *WINDOW,
-                        use_keys, drop)
+    maker = RecordMaker(mobile=mobile, use_keys=use_keys, export_start=WINDOW[0],
+                        export_end=WINDOW[1])
+    return ChunkEncoder("events", "2024-01-02T00:00:00+00:00", maker, drop)
+
+
+def _no_file(*_args: t.Any) -> t.Any:
+    raise AssertionError("the reference's batches are compared, not written")
 
 
 class Paths:
@@ -118,11 +124,12 @@ class Paths:
         if self.mode.record:
             return "rows", (rows, lines)
         batches: list[pa.RecordBatch] = []
-        writer = ParquetDayWriter(lambda: None, self.schema, self.kinds,  # type: ignore[arg-type,return-value]
-                                  _LOG, row_group_rows=chunk.count(b"\n") + 1,  # small lists
-                                  all_names=self.known)
+        writer = ColumnarDayWriter(
+            _no_file, _no_file, self.schema, self.kinds, _LOG, part_rows=1 << 40,
+            row_group_rows=chunk.count(b"\n") + 1,  # small column lists: fast
+            all_names=self.known)
         writer._put = batches.append  # type: ignore[method-assign]  # the batches, not a file
         for line in lines.splitlines():  # orjson reads back exactly the values it wrote
             writer.add(orjson.loads(line)["record"])
-        writer.close()
+        writer.close()  # the last batch (no part was opened: nothing to commit)
         return "rows", bits(pa.Table.from_batches(batches, schema=self.schema))
