@@ -120,5 +120,8 @@ def mutate(data: bytes, max_size: int, seed: int) -> bytes:
             fitting = FITTING.get(_KIND.get(key, ""))
             row[key] = rng.choice(fitting if fitting and rng.random() < 0.8 else VALUES)
     end = b"\r\n" if rng.random() < 0.05 else b"\n"
-    out = end.join(_write(rng, row) for row in rows) + (end if rng.random() < 0.9 else b"")
+    lines = [_write(rng, row) for row in rows]
+    while len(lines) > 1 and sum(map(len, lines)) + len(end) * len(lines) > max_size:
+        del lines[rng.randrange(len(lines))]  # whole rows out, rather than a row cut short
+    out = end.join(lines) + (end if rng.random() < 0.9 else b"")
     return out[:max_size]
