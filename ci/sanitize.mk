@@ -77,8 +77,9 @@ fuzz: $(FUZZ_DIR)/_columns.so
 	  $(call san_env,$(FUZZ_DIR)) TAP_FULLSTORY_COLUMNS_SO=$(FUZZ_DIR)/_columns.so \
 	  FUZZ_SUMMARY=$(FUZZ_DIR)/summary.json \
 	  $(BIN)/python tests/fuzz/fuzz_scanner.py -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) \
-	  -max_len=16384 -dict=tests/fuzz/json.dict -artifact_prefix=$(FUZZ_DIR)/ -print_final_stats=1 \
-	  $(FUZZ_ARGS) $(FUZZ_DIR)/corpus tests/fuzz/corpus tests/fuzz/regressions; status=$$?; \
+	  -max_len=16384 -rss_limit_mb=4096 -dict=tests/fuzz/json.dict -artifact_prefix=$(FUZZ_DIR)/ \
+	  -print_final_stats=1 $(FUZZ_ARGS) $(FUZZ_DIR)/corpus tests/fuzz/corpus tests/fuzz/regressions; \
+	status=$$?; \
 	reports=$$(ls $(FUZZ_DIR)/report.* 2>/dev/null | wc -l); \
 	if [ "$$reports" != 0 ]; then cat $(FUZZ_DIR)/report.*; fi; \
 	echo "[fuzz] $$(( $$(date +%s) - start )) s; sanitizer reports: $$reports; failing inputs:" \
