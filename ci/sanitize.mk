@@ -31,7 +31,7 @@ ATHERIS_STAMP := $(VENV)/.atheris
 
 .PHONY: sanitize fuzz fuzz-tools
 
-# `make test` runs the sanitizer pass too (about 45 s on 2 cores), before ruff and pytest.
+# `make test` runs the sanitizer pass too (43-112 s on 2 shared cores), before ruff and pytest.
 test: sanitize
 
 # The extension on its own (one translation unit): no setuptools, exactly these flags.
