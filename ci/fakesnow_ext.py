@@ -1,0 +1,227 @@
+"""Extensions to fakesnow 0.12.x for the staging statements target-snowflake 0.20.x sends (test harness only).
+
+fakesnow (a Snowflake stand-in on DuckDB) lacks a few statements meltanolabs-target-snowflake needs. Each
+extension below does what Snowflake documents for the statement; nothing is made to succeed without doing its
+work, and everything else still fails as fakesnow fails. `install()` applies them to the imported fakesnow
+modules (in-process patches; nothing on disk is edited).
+
+1. quoted_stage_location -- a stage location in single quotes ('@~/dir', '@st/dir') is the same location as
+   the unquoted one (Snowflake allows quotes around any stage path), in PUT and in FROM of COPY/SELECT.
+2. user_stage -- `@~`, the current user's stage, always exists without CREATE STAGE: PUT stores files in it,
+   LIST lists them and COPY INTO reads them (fakesnow has no users: every connection shares one user stage).
+3. remove -- `REMOVE|RM <stage>[/path]` deletes the staged files whose path starts with <path> and returns
+   one (name, result) row per file, like Snowflake; PATTERN and external stages are refused.
+4. copy_json_transform -- COPY INTO t (cols) FROM (SELECT $1:"k"::type ... FROM @stage) of JSON files: $1 is
+   the whole JSON document of a row, so $1:"k" reads its element k (fakesnow read $1:"k" as a column k of the
+   file, which JSON files do not have: "Binder Error: Column ... cannot be referenced").
+5. drop_file_format -- `DROP FILE FORMAT [IF EXISTS] name` deletes the format CREATE FILE FORMAT recorded
+   (fakesnow: "Parser Error: syntax error at or near FILE"); a missing one is an error without IF EXISTS.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import fakesnow.copy_into as copy_into
+import fakesnow.cursor as cursor
+import fakesnow.transforms.stage as stage
+import snowflake.connector.errors
+import sqlglot
+from sqlglot import exp
+
+# Storage name of the user stage, in fakesnow's "<catalog>.<schema>.<stage>" form. No real stage can have it:
+# "~" is not a valid stage name.
+USER_STAGE = "_FS_USER._FS_USER.~"
+
+
+# --- 1. quoted stage locations --------------------------------------------------------------------------------
+
+
+def _unquote(text: str) -> str:
+    """'@~/a' -> @~/a (a Snowflake string literal; '' is an escaped quote)."""
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("''", "'")
+    return text
+
+
+def quoted_stage_location(expression: exp.Expr) -> exp.Expr:
+    """Rewrite quoted stage locations to the unquoted form fakesnow parses."""
+    if isinstance(expression, exp.Put) and isinstance(target := expression.args.get("target"), exp.Var):
+        target.set("this", _unquote(target.name))
+    for table in expression.find_all(exp.Table):
+        this = table.this
+        if isinstance(this, exp.Literal) and this.is_string and this.name.startswith("@"):
+            table.set("this", exp.Var(this=this.name))
+    return expression
+
+
+# --- 2. the user stage @~ ---------------------------------------------------------------------------------------
+
+
+def _is_user_stage(var: str) -> bool:
+    return var == "~"
+
+
+def _patch_user_stage() -> None:
+    parts_from_var = stage.parts_from_var
+    stage_lookup_sql = stage.stage_lookup_sql
+    stage_url_from_var = copy_into.stage_url_from_var
+
+    def parts(var: str, current_database: str | None, current_schema: str | None) -> tuple[str, str, str]:
+        if _is_user_stage(var):
+            return tuple(USER_STAGE.split("."))  # type: ignore[return-value]
+        return parts_from_var(var, current_database, current_schema)
+
+    def lookup_sql(catalog: str, schema: str, stage_name: str, table_stages: Any) -> str:
+        if f"{catalog}.{schema}.{stage_name}" == USER_STAGE:
+            return f"SELECT '{USER_STAGE}' AS storage_name"  # the user stage always exists
+        return stage_lookup_sql(catalog, schema, stage_name, table_stages)
+
+    def url_from_var(var: str, *args: Any, **kwargs: Any) -> str:
+        stage_var, _, path = var.partition("/")
+        if _is_user_stage(stage_var):
+            url = stage.internal_dir(USER_STAGE)
+            return f"{url.rstrip('/')}/{path}" if path else url
+        return stage_url_from_var(var, *args, **kwargs)
+
+    stage.parts_from_var = parts
+    stage.stage_lookup_sql = lookup_sql
+    copy_into.stage_url_from_var = url_from_var
+
+
+# --- 3. REMOVE ----------------------------------------------------------------------------------------------------
+
+_REMOVE = re.compile(r"^\s*(?:remove|rm)\s+('(?:[^']|'')*'|@\S+)\s*(.*?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def _stage_prefix(cur: Any, location: str) -> tuple[str, str]:
+    """(stage root directory, path prefix of the files) of an internal stage location such as @~/dir/."""
+    if not location.startswith("@"):
+        raise snowflake.connector.errors.ProgrammingError(
+            msg=f"SQL compilation error:\n{location} does not start with @", errno=1003, sqlstate="42000")
+    var, _, path = location[1:].partition("/")
+    conn = cur._conn
+    catalog, schema, name = stage.parts_from_var(var, conn.database, conn.schema)
+    row = cur._duck_conn.execute(stage.stage_lookup_sql(catalog, schema, name, conn.table_stages)).fetchone()
+    if row is None:
+        raise stage.not_found_error(f"{catalog}.{schema}.{name}")
+    if not stage.is_table_stage(name) and row[0] != USER_STAGE:
+        url = cur._duck_conn.execute(
+            "SELECT url FROM _fs_global._fs_information_schema._fs_stages "
+            "WHERE database_name = ? AND schema_name = ? AND name = ?", [catalog, schema, name]).fetchone()
+        if url and url[0]:
+            raise NotImplementedError("REMOVE from an external stage")
+    return stage.internal_dir(row[0]), path
+
+
+def remove(cur: Any, command: str) -> str | None:
+    """Delete the files of a REMOVE statement; return the SELECT that yields its result (None: not REMOVE)."""
+    m = _REMOVE.match(command)
+    if not m:
+        return None
+    if m.group(2):
+        raise NotImplementedError(f"REMOVE option {m.group(2)!r}")
+    root, path = _stage_prefix(cur, _unquote(m.group(1)))
+    prefix = os.path.join(root, path)
+    removed = []
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            full = os.path.join(dirpath, f)
+            if full.startswith(prefix):
+                os.remove(full)
+                removed.append(os.path.relpath(full, root))
+    rows = sorted(removed)
+    if not rows:
+        return "SELECT NULL::VARCHAR AS \"name\", NULL::VARCHAR AS \"result\" WHERE FALSE"
+    values = exp.values([(n, "removed") for n in rows], alias="t", columns=["name", "result"])
+    return exp.select('"name"', '"result"').from_(values).sql(dialect="snowflake")
+
+
+# --- 4. COPY INTO ... FROM (SELECT $1:"k"::type FROM @stage) of JSON files ------------------------------------
+
+# read_json_objects(), fakesnow's reader of JSON stage files, yields each document as one JSON column "json".
+_JSON_DOCUMENT = exp.Column(this=exp.Identifier(this="json", quoted=True))
+
+
+def _patch_copy_json_transform() -> None:
+    inserts = copy_into._inserts
+
+    def json_inserts(expr: exp.Copy, params: Any, urls: list[str], parquet_info: Any = None) -> list[exp.Expr]:
+        from_ = expr.args["files"][0]
+        if isinstance(params.file_format, copy_into.ReadJSON) and isinstance(from_, exp.Subquery):
+            for p in list(from_.find_all(exp.Parameter)):
+                if p.this.name == "1":
+                    p.replace(_JSON_DOCUMENT.copy())
+        return inserts(expr, params, urls, parquet_info)
+
+    copy_into._inserts = json_inserts
+
+
+# --- 5. DROP FILE FORMAT -----------------------------------------------------------------------------------------
+
+
+def _name(ident: Any, default: str | None) -> str | None:
+    """Snowflake identifier resolution: quoted keeps its case, unquoted is upper-cased."""
+    if not isinstance(ident, exp.Identifier):
+        return default
+    return ident.this if ident.quoted else ident.this.upper()
+
+
+def drop_file_format(cur: Any, command: str) -> str | None:
+    """Delete the named file format; return the SELECT that yields the result (None: another statement)."""
+    if not re.match(r"^\s*drop\s+file\s+format\b", command, re.IGNORECASE):
+        return None
+    drop = sqlglot.parse_one(command, read="snowflake")
+    table = drop.find(exp.Table)
+    assert isinstance(drop, exp.Drop) and table is not None, command
+    name = _name(table.this, None)
+    catalog = _name(table.args.get("catalog"), cur._conn.database)
+    schema = _name(table.args.get("db"), cur._conn.schema)
+    with cur._duck_conn.cursor() as meta:  # like CREATE FILE FORMAT: outside the caller's transaction
+        (deleted,) = meta.execute(
+            "DELETE FROM _fs_global._fs_information_schema._fs_file_formats "
+            "WHERE name = ? AND database_name = ? AND schema_name = ?", [name, catalog, schema]).fetchone()
+    if not deleted and not drop.args.get("exists"):
+        raise snowflake.connector.errors.ProgrammingError(
+            msg=f"SQL compilation error:\nFile format '{catalog}.{schema}.{name}' does not exist or not authorized.",
+            errno=2003, sqlstate="02000")
+    status = f"{name} successfully dropped." if deleted else "Drop statement executed successfully (%s already dropped)." % name
+    return exp.select(exp.alias_(exp.Literal.string(status), "status", quoted=True)).sql(dialect="snowflake")
+
+
+# --- install ------------------------------------------------------------------------------------------------------
+
+_installed = False
+
+
+def install() -> None:
+    """Apply every extension (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+
+    parse_one = cursor.parse_one
+    cursor.parse_one = lambda sql, *a, **kw: quoted_stage_location(parse_one(sql, *a, **kw))
+
+    _patch_user_stage()
+    _patch_copy_json_transform()
+
+    execute = cursor.FakeSnowflakeCursor.execute
+
+    def execute_extended(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result_sql = None
+            for handler in (remove, drop_file_format):
+                if isinstance(command, str) and (result_sql := handler(self, command)) is not None:
+                    break
+        except NotImplementedError as e:  # reported like fakesnow's own gaps
+            raise snowflake.connector.errors.ProgrammingError(msg=f"{e} not implemented", errno=9999,
+                                                              sqlstate="99999") from e
+        if result_sql is not None:
+            return execute(self, result_sql)
+        return execute(self, command, *args, **kwargs)
+
+    cursor.FakeSnowflakeCursor.execute = execute_extended
