@@ -8,7 +8,8 @@ modules (in-process patches; nothing on disk is edited).
 1. quoted_stage_location -- a stage location in single quotes ('@~/dir', '@st/dir') is the same location as
    the unquoted one (Snowflake allows quotes around any stage path), in PUT and in FROM of COPY/SELECT.
 2. user_stage -- `@~`, the current user's stage, always exists without CREATE STAGE: PUT stores files in it,
-   LIST lists them and COPY INTO reads them (fakesnow has no users: every connection shares one user stage).
+   LIST lists them and COPY INTO reads them; it needs no current database or schema (fakesnow has no users:
+   every connection shares one user stage).
 3. remove -- `REMOVE|RM <stage>[/path]` deletes the staged files whose path starts with <path> and returns
    one (name, result) row per file, like Snowflake; PATTERN and external stages are refused.
 4. copy_json_transform -- COPY INTO t (cols) FROM (SELECT $1:"k"::type ... FROM @stage) of JSON files: $1 is
@@ -16,6 +17,13 @@ modules (in-process patches; nothing on disk is edited).
    file, which JSON files do not have: "Binder Error: Column ... cannot be referenced").
 5. drop_file_format -- `DROP FILE FORMAT [IF EXISTS] name` deletes the format CREATE FILE FORMAT recorded
    (fakesnow: "Parser Error: syntax error at or near FILE"); a missing one is an error without IF EXISTS.
+6. select_from_stage -- a query over staged files, `SELECT $1:"k"::type ... FROM @stage/path
+   (file_format => fmt)` (JSON or Parquet), as in target-snowflake's MERGE ... USING (SELECT ... QUALIFY
+   ROW_NUMBER() OVER (... ORDER BY SEQ8() DESC) = 1): the FROM reads the files under the path in stage order,
+   $1 is each row (JSON: the document; Parquet: its columns by name) and SEQ8() numbers the rows in that order.
+7. merge_without_current_schema -- MERGE of qualified tables needs no current schema in Snowflake; fakesnow's
+   MERGE (a temporary table merge_candidates + UPDATE/INSERT) asserted one in its load-history bookkeeping
+   (bare `AssertionError` when the session has a database but no schema, as target-snowflake's has).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import os
 import re
 from typing import Any
 
+import fakesnow.checks as checks
 import fakesnow.copy_into as copy_into
 import fakesnow.cursor as cursor
 import fakesnow.transforms.stage as stage
@@ -86,6 +95,14 @@ def _patch_user_stage() -> None:
             return f"{url.rstrip('/')}/{path}" if path else url
         return stage_url_from_var(var, *args, **kwargs)
 
+    missing_qualifiers = checks._missing_qualifiers
+
+    def qualifiers(node: exp.Table) -> tuple[bool, bool]:
+        if isinstance(node.this, exp.Var) and _is_user_stage(node.this.name[1:].partition("/")[0]):
+            return False, False  # @~ is in no database or schema
+        return missing_qualifiers(node)
+
+    checks._missing_qualifiers = qualifiers
     stage.parts_from_var = parts
     stage.stage_lookup_sql = lookup_sql
     copy_into.stage_url_from_var = url_from_var
@@ -191,6 +208,90 @@ def drop_file_format(cur: Any, command: str) -> str | None:
     return exp.select(exp.alias_(exp.Literal.string(status), "status", quoted=True)).sql(dialect="snowflake")
 
 
+# --- 6. SELECT ... FROM @stage/path (file_format => fmt) ----------------------------------------------------------
+
+_SEQ = "_fs_seq"
+
+
+def _stage_reader(cur: Any, table: exp.Table) -> tuple[exp.Table, str]:
+    """A DuckDB table function reading the staged files of `table`, numbered in order; and the file type."""
+    conn, duck = cur._conn, cur._duck_conn
+    fmt = table.args["format"]
+    fmt_name = fmt.sql(dialect="snowflake") if isinstance(fmt, exp.Expr) else str(fmt)
+    file_type = str(copy_into.lookup_file_format(duck, fmt_name, conn.database, conn.schema).get("TYPE", "CSV"))
+    source = copy_into.stage_url_from_var(table.this.name[1:], duck, conn.database, conn.schema,
+                                          conn.table_stages, exp.Table(this=exp.Identifier(this="")))
+    urls = sorted(copy_into._source_glob(source, duck))
+    if not urls:  # Snowflake: a query over no files returns no rows; DuckDB cannot read an empty file list
+        raise NotImplementedError("a query over staged files that match no file")
+    files = exp.Array(expressions=[exp.Literal.string(stage.file_path(u)) for u in urls])
+    if file_type.upper() == "JSON":
+        reader, columns = exp.Anonymous(this="read_json_objects", expressions=[files]), ["json", _SEQ]
+    elif file_type.upper() == "PARQUET":
+        reader, columns = exp.Anonymous(this="read_parquet", expressions=[files]), []
+    else:
+        raise NotImplementedError(f"a query over staged {file_type} files")
+    alias = exp.TableAlias(this=exp.to_identifier("_fs_stage", quoted=True),
+                           columns=[exp.to_identifier(c, quoted=True) for c in columns])
+    return exp.Table(this=reader, ordinality=True, alias=alias), file_type.upper()
+
+
+def select_from_stage(cur: Any, expression: exp.Expr) -> exp.Expr:
+    """Rewrite every SELECT whose FROM is a stage location with a file format to read the staged files."""
+    for table in list(expression.find_all(exp.Table)):
+        if not (isinstance(table.this, exp.Var) and table.this.name.startswith("@") and table.args.get("format")):
+            continue
+        select = table.find_ancestor(exp.Select)
+        assert select is not None, expression
+        reader, file_type = _stage_reader(cur, table)
+        for p in list(select.find_all(exp.Parameter)):
+            if p.this.name != "1":
+                continue
+            if file_type == "JSON":
+                p.replace(exp.column("json", quoted=True))
+            elif isinstance(p.parent, exp.JSONExtract) and (key := p.parent.expression.find(exp.JSONPathKey)):
+                p.parent.replace(exp.column(key.this, quoted=True))  # Parquet: $1:"k" is column k
+            else:
+                raise NotImplementedError("$1 of a Parquet file other than $1:<column>")
+        seq = exp.column(_SEQ, quoted=True) if file_type == "JSON" else exp.column("ordinality", quoted=True)
+        for s8 in list(select.find_all(exp.Seq8)):
+            s8.replace(exp.column(_SEQ, quoted=True))
+        table.replace(reader)
+        if (qualify := select.args.get("qualify")) is not None:
+            # Snowflake's QUALIFY may name the SELECT's aliases (DuckDB would bind them to an outer query):
+            # filter in an outer SELECT over the rows, which carry their file order as _fs_seq.
+            names = [exp.to_identifier(e.alias_or_name, quoted=True) for e in select.expressions]
+            select.set("qualify", None)
+            select.select(exp.alias_(seq, _SEQ, quoted=True), copy=False)
+            outer = exp.select(*[exp.Column(this=n) for n in names]).from_(select.copy().subquery("_fs_rows"))
+            outer.set("qualify", qualify)
+            if select is expression:
+                expression = outer
+            else:
+                select.replace(outer)
+    return expression
+
+
+# --- 7. MERGE without a current schema -----------------------------------------------------------------------------
+
+
+def _patch_merge_without_current_schema() -> None:
+    execute = cursor.FakeSnowflakeCursor._execute
+
+    def _execute(self: Any, transformed: exp.Expr, *args: Any, **kwargs: Any) -> Any:
+        table = transformed.find(exp.Table) if isinstance(transformed, exp.Create) else None
+        if not (self._conn.schema is None and table is not None and table.name.upper() == "MERGE_CANDIDATES"
+                and transformed.find(exp.TemporaryProperty)):
+            return execute(self, transformed, *args, **kwargs)
+        self._conn._schema = "MAIN"  # the DuckDB schema fakesnow uses for a session without one
+        try:
+            return execute(self, transformed, *args, **kwargs)
+        finally:
+            self._conn._schema = None
+
+    cursor.FakeSnowflakeCursor._execute = _execute
+
+
 # --- install ------------------------------------------------------------------------------------------------------
 
 _installed = False
@@ -208,6 +309,10 @@ def install() -> None:
 
     _patch_user_stage()
     _patch_copy_json_transform()
+    _patch_merge_without_current_schema()
+
+    explode = cursor.FakeSnowflakeCursor._transform_explode
+    cursor.FakeSnowflakeCursor._transform_explode = lambda self, e: explode(self, select_from_stage(self, e))
 
     execute = cursor.FakeSnowflakeCursor.execute
 
