@@ -204,7 +204,7 @@ def drop_file_format(cur: Any, command: str) -> str | None:
         raise snowflake.connector.errors.ProgrammingError(
             msg=f"SQL compilation error:\nFile format '{catalog}.{schema}.{name}' does not exist or not authorized.",
             errno=2003, sqlstate="02000")
-    status = f"{name} successfully dropped." if deleted else "Drop statement executed successfully (%s already dropped)." % name
+    status = f"{name} successfully dropped." if deleted else f"Drop statement executed successfully ({name} already dropped)."
     return exp.select(exp.alias_(exp.Literal.string(status), "status", quoted=True)).sql(dialect="snowflake")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fakesnow_ext  # noqa: E402
+import fakesnow_ext
 
 fakesnow_ext.install()
 
