@@ -20,14 +20,19 @@ modules (in-process patches; nothing on disk is edited).
 6. select_from_stage -- a query over staged files, `SELECT $1:"k"::type ... FROM @stage/path
    (file_format => fmt)` (JSON or Parquet), as in target-snowflake's MERGE ... USING (SELECT ... QUALIFY
    ROW_NUMBER() OVER (... ORDER BY SEQ8() DESC) = 1): the FROM reads the files under the path in stage order,
-   $1 is each row (JSON: the document; Parquet: its columns by name) and SEQ8() numbers the rows in that order.
+   $1 is each row (JSON: the document; Parquet: its columns by name, NULL for a name the files lack) and SEQ8()
+   numbers the rows in that order.
 7. merge_without_current_schema -- MERGE of qualified tables needs no current schema in Snowflake; fakesnow's
    MERGE (a temporary table merge_candidates + UPDATE/INSERT) asserted one in its load-history bookkeeping
    (bare `AssertionError` when the session has a database but no schema, as target-snowflake's has).
+8. put_compressed_source -- PUT (AUTO_COMPRESS, SOURCE_COMPRESSION = AUTO_DETECT) stores a source that is
+   already compressed as it is, detecting it like the Snowflake connector does (Parquet by its PAR1 magic);
+   fakesnow gzipped every file not named *.gz, so a staged Parquet file became unreadable *.parquet.gz.
 """
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import re
 from typing import Any
@@ -213,8 +218,9 @@ def drop_file_format(cur: Any, command: str) -> str | None:
 _SEQ = "_fs_seq"
 
 
-def _stage_reader(cur: Any, table: exp.Table) -> tuple[exp.Table, str]:
-    """A DuckDB table function reading the staged files of `table`, numbered in order; and the file type."""
+def _stage_reader(cur: Any, table: exp.Table) -> tuple[exp.Table, str, set[str]]:
+    """A DuckDB table function reading the staged files of `table`, numbered in order; the file type; and
+    (Parquet) the files' column names."""
     conn, duck = cur._conn, cur._duck_conn
     fmt = table.args["format"]
     fmt_name = fmt.sql(dialect="snowflake") if isinstance(fmt, exp.Expr) else str(fmt)
@@ -233,7 +239,10 @@ def _stage_reader(cur: Any, table: exp.Table) -> tuple[exp.Table, str]:
         raise NotImplementedError(f"a query over staged {file_type} files")
     alias = exp.TableAlias(this=exp.to_identifier("_fs_stage", quoted=True),
                            columns=[exp.to_identifier(c, quoted=True) for c in columns])
-    return exp.Table(this=reader, ordinality=True, alias=alias), file_type.upper()
+    names: set[str] = set()
+    if file_type.upper() == "PARQUET":
+        names = {r[0] for r in duck.execute(f"DESCRIBE SELECT * FROM {reader.sql(dialect='duckdb')}").fetchall()}
+    return exp.Table(this=reader, ordinality=True, alias=alias), file_type.upper(), names
 
 
 def select_from_stage(cur: Any, expression: exp.Expr) -> exp.Expr:
@@ -243,14 +252,15 @@ def select_from_stage(cur: Any, expression: exp.Expr) -> exp.Expr:
             continue
         select = table.find_ancestor(exp.Select)
         assert select is not None, expression
-        reader, file_type = _stage_reader(cur, table)
+        reader, file_type, names = _stage_reader(cur, table)
         for p in list(select.find_all(exp.Parameter)):
             if p.this.name != "1":
                 continue
             if file_type == "JSON":
                 p.replace(exp.column("json", quoted=True))
             elif isinstance(p.parent, exp.JSONExtract) and (key := p.parent.expression.find(exp.JSONPathKey)):
-                p.parent.replace(exp.column(key.this, quoted=True))  # Parquet: $1:"k" is column k
+                # Parquet: $1:"k" is column k; an element the row does not have is NULL, as in Snowflake
+                p.parent.replace(exp.column(key.this, quoted=True) if key.this in names else exp.Null())
             else:
                 raise NotImplementedError("$1 of a Parquet file other than $1:<column>")
         seq = exp.column(_SEQ, quoted=True) if file_type == "JSON" else exp.column("ordinality", quoted=True)
@@ -292,6 +302,44 @@ def _patch_merge_without_current_schema() -> None:
     cursor.FakeSnowflakeCursor._execute = _execute
 
 
+# --- 8. PUT of an already compressed source ------------------------------------------------------------------------
+
+
+def _detected_compression(path: str) -> str | None:
+    """The connector's source compression detection (file_transfer_agent: mimetypes, then magic bytes)."""
+    _, encoding = mimetypes.guess_type(path)
+    if encoding is not None:
+        return encoding.upper()
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if path.endswith(".br"):
+        return "BROTLI"
+    if head[:3] == b"ORC":
+        return "ORC"
+    if head == b"PAR1":
+        return "PARQUET"
+    if head == bytes.fromhex("28b52ffd"):
+        return "ZSTD"
+    return None
+
+
+def _patch_put_compressed_source() -> None:
+    upload_files = stage.upload_files
+
+    def upload(data: Any) -> list[dict[str, Any]]:
+        results = []
+        for src in data["src_locations"]:
+            found = _detected_compression(src)
+            one = {**data, "src_locations": [src], "autoCompress": data["autoCompress"] and found is None}
+            for r in upload_files(one):
+                if found is not None:
+                    r["source_compression"] = r["target_compression"] = found
+                results.append(r)
+        return results
+
+    stage.upload_files = upload
+
+
 # --- install ------------------------------------------------------------------------------------------------------
 
 _installed = False
@@ -310,6 +358,7 @@ def install() -> None:
     _patch_user_stage()
     _patch_copy_json_transform()
     _patch_merge_without_current_schema()
+    _patch_put_compressed_source()
 
     explode = cursor.FakeSnowflakeCursor._transform_explode
     cursor.FakeSnowflakeCursor._transform_explode = lambda self, e: explode(self, select_from_stage(self, e))
