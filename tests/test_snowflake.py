@@ -296,13 +296,14 @@ def sf_project(tmp_path: Path, tap_installed: Path) -> Project:
 
 
 @pytest.mark.meltano
-def test_meltano_snowflake_records_upsert_and_rerun(sf_project: Project, make_emulator) -> None:
+def test_meltano_snowflake_records_arrow_upsert_and_rerun(sf_project: Project, make_emulator) -> None:
     emu = make_emulator(start=START, days=2, events_per_hour=12, seed=25)
     sf_project.point_at(emu)
     expected = emu.expected_rows(START, END)
     key, value, n = pick_custom_var(expected)
     db = Path(sf_project.env["FAKESNOW_DB_PATH"])
 
+    # RECORD messages: tap-fullstory -> target-snowflake (JSONL files staged, MERGE on EventId).
     sf_project.run("run", *RUN, "tap-fullstory", "target-snowflake", timeout=300)
     got = _rows_json(db, "FULLSTORY")
     assert got["count"] == got["distinct"] == len(expected)
@@ -322,3 +323,21 @@ def test_meltano_snowflake_records_upsert_and_rerun(sf_project: Project, make_em
     sf_project.run("run", *RUN, "--full-refresh", "tap-fullstory", "target-snowflake", timeout=300)
     again = _rows_json(db, "FULLSTORY")
     assert again["count"] == again["distinct"] == len(expected)
+
+    # Arrow day batches: tap-fullstory-arrow -> target-snowflake, into its own schema: the same rows.
+    arrow_env = {"TARGET_SNOWFLAKE_DEFAULT_TARGET_SCHEMA": "FULLSTORY_ARROW"}
+    run = sf_project.run("run", *RUN, "tap-fullstory-arrow", "target-snowflake", env=arrow_env, timeout=300)
+    assert "2 batch manifests" in run.stdout + run.stderr  # one per UTC day
+    arrow = _rows_json(db, "FULLSTORY_ARROW")
+    assert arrow["count"] == arrow["distinct"] == len(expected)
+    assert arrow["types"] == types
+    assert custom_var_rows(db, "FULLSTORY_ARROW", key, value) == n
+    same = sf_sql([{"connect": {"database": "WAREHOUSE"}},
+                   "SELECT count(*) FROM FULLSTORY.events r JOIN FULLSTORY_ARROW.events a USING (eventid) "
+                   "WHERE r.eventstart = a.eventstart AND equal_null(r.userid, a.userid) "
+                   "AND equal_null(r.pageurl, a.pageurl) AND r.customvars::VARCHAR = a.customvars::VARCHAR"], db=db)
+    assert rows(same[1]) == [[len(expected)]]
+    assert not list((sf_project.root / "output" / "batches").rglob("*.arrow")), "loaded batch files are deleted"
+    rerun = sf_project.run("run", *RUN, "tap-fullstory-arrow", "target-snowflake", env=arrow_env, timeout=300)
+    assert "Nothing to export" in rerun.stderr + rerun.stdout
+    assert _rows_json(db, "FULLSTORY_ARROW")["count"] == len(expected)
