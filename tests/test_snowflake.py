@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,12 +19,15 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.test_meltano import API_KEY, END, MELTANO, START, Project, meltano, pick_custom_var
+import tests.test_meltano as tm
+from tests.test_meltano import API_KEY, END, START, Project, pick_custom_var
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = ROOT / "ci"
 SF_VENV = Path(os.environ.get("SNOWFLAKE_VENV") or ROOT / ".venv-snowflake")
 TARGET = CI / "target-snowflake-fakesnow"
+# test_meltano's fixtures: the installed plugins and a scratch copy of the Meltano project per test.
+installed, project = tm.installed, tm.project
 
 
 def sf_sql(steps: list, *, db: Path | None = None, ext: bool = True) -> list[dict]:
@@ -269,30 +271,18 @@ def test_target_arrow_batch_equals_records(make_emulator, tmp_path: Path) -> Non
 RUN = ("--no-install",)
 
 
-@pytest.fixture(scope="module")
-def tap_installed() -> Path:
-    if not MELTANO.exists():
-        pytest.fail(f"{MELTANO} missing: run `make services-venvs` (it builds .venv-meltano)", pytrace=False)
-    meltano(["install", "--plugin-type", "extractors", "tap-fullstory"], cwd=ROOT, timeout=600)
-    return ROOT / ".meltano"
-
-
 @pytest.fixture
-def sf_project(tmp_path: Path, tap_installed: Path) -> Project:
-    """A scratch Meltano project whose target-snowflake is the fakesnow wrapper (test-only definition)."""
-    root = tmp_path / "project"
-    (root / ".meltano").mkdir(parents=True)
-    (root / "output").mkdir()
-    shutil.copytree(ROOT / "plugins", root / "plugins")
-    (root / ".meltano" / "extractors").symlink_to(tap_installed / "extractors", target_is_directory=True)
-    doc = yaml.safe_load((ROOT / "meltano.yml").read_text())
+def sf_project(project: Project) -> Project:
+    """test_meltano's scratch Meltano project, its target-snowflake made the fakesnow wrapper (test-only)."""
+    doc = yaml.safe_load((project.root / "meltano.yml").read_text())
     loader = next(p for p in doc["plugins"]["loaders"] if p["name"] == "target-snowflake")
     loader["executable"] = str(TARGET)  # absolute: Meltano runs it instead of the plugin venv's target-snowflake
-    (root / "meltano.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    db = tmp_path / "fakesnow"
+    (project.root / "meltano.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    db = project.root / "fakesnow"
     db.mkdir()
-    return Project(root, env={"FAKESNOW_DB_PATH": str(db), "SNOWFLAKE_VENV": str(SF_VENV),
-                              "TARGET_SNOWFLAKE_PASSWORD": "x"})  # the target insists on a credential
+    project.env.update({"FAKESNOW_DB_PATH": str(db), "SNOWFLAKE_VENV": str(SF_VENV),
+                        "TARGET_SNOWFLAKE_PASSWORD": "x"})  # the target insists on a credential
+    return project
 
 
 @pytest.mark.meltano
