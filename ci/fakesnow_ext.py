@@ -12,9 +12,10 @@ modules (in-process patches; nothing on disk is edited).
    every connection shares one user stage).
 3. remove -- `REMOVE|RM <stage>[/path]` deletes the staged files whose path starts with <path> and returns
    one (name, result) row per file, like Snowflake; PATTERN and external stages are refused.
-4. copy_json_transform -- COPY INTO t (cols) FROM (SELECT $1:"k"::type ... FROM @stage) of JSON files: $1 is
-   the whole JSON document of a row, so $1:"k" reads its element k (fakesnow read $1:"k" as a column k of the
-   file, which JSON files do not have: "Binder Error: Column ... cannot be referenced").
+4. copy_transform -- COPY INTO t (cols) FROM (SELECT $1:"k"::type ... FROM @stage): for JSON files $1 is the
+   whole JSON document of a row, so $1:"k" reads its element k; for Parquet files $1:"k" is column k, and NULL
+   in a file without that column (fakesnow read $1:"k" as a column k of the file, which JSON files never have
+   and a Parquet file may not: "Binder Error: Column ... cannot be referenced").
 5. drop_file_format -- `DROP FILE FORMAT [IF EXISTS] name` deletes the format CREATE FILE FORMAT recorded
    (fakesnow: "Parser Error: syntax error at or near FILE"); a missing one is an error without IF EXISTS.
 6. select_from_stage -- a query over staged files, `SELECT $1:"k"::type ... FROM @stage/path
@@ -41,6 +42,7 @@ import fakesnow.checks as checks
 import fakesnow.copy_into as copy_into
 import fakesnow.cursor as cursor
 import fakesnow.transforms.stage as stage
+import pyarrow.parquet as pq
 import snowflake.connector.errors
 import sqlglot
 from sqlglot import exp
@@ -167,18 +169,39 @@ def remove(cur: Any, command: str) -> str | None:
 _JSON_DOCUMENT = exp.Column(this=exp.Identifier(this="json", quoted=True))
 
 
-def _patch_copy_json_transform() -> None:
+def _parquet_elements(select: exp.Expr, columns: set[str]) -> None:
+    """In place: $1:"k" of a Parquet row -> column k, or NULL when the file has no column k (Snowflake)."""
+    for p in list(select.find_all(exp.Parameter)):
+        if p.this.name != "1":
+            continue
+        # $1:"k", or what fakesnow's casts made of it ($1 ->> '$.k')
+        path = p.parent.expression if isinstance(p.parent, (exp.JSONExtract, exp.JSONExtractScalar)) else None
+        keys = list(path.find_all(exp.JSONPathKey)) if path is not None else []
+        if len(keys) != 1 or len(path.expressions) != 2:  # [root, key]
+            raise NotImplementedError("$1 of a Parquet file other than $1:<column>")
+        key = keys[0]
+        p.parent.replace(exp.column(key.this, quoted=True) if key.this in columns else exp.Null())
+
+
+def _patch_copy_transform() -> None:
     inserts = copy_into._inserts
 
-    def json_inserts(expr: exp.Copy, params: Any, urls: list[str], parquet_info: Any = None) -> list[exp.Expr]:
+    def transform_inserts(expr: exp.Copy, params: Any, urls: list[str], parquet_info: Any = None) -> list[exp.Expr]:
         from_ = expr.args["files"][0]
         if isinstance(params.file_format, copy_into.ReadJSON) and isinstance(from_, exp.Subquery):
             for p in list(from_.find_all(exp.Parameter)):
                 if p.this.name == "1":
                     p.replace(_JSON_DOCUMENT.copy())
+        elif isinstance(params.file_format, copy_into.ReadParquet) and isinstance(from_, exp.Subquery):
+            out = []
+            for url in urls:  # per file: each file has its own columns
+                one = expr.copy()
+                _parquet_elements(one.args["files"][0], set(pq.read_schema(stage.file_path(url)).names))
+                out += inserts(one, params, [url], parquet_info)
+            return out
         return inserts(expr, params, urls, parquet_info)
 
-    copy_into._inserts = json_inserts
+    copy_into._inserts = transform_inserts
 
 
 # --- 5. DROP FILE FORMAT -----------------------------------------------------------------------------------------
@@ -253,16 +276,12 @@ def select_from_stage(cur: Any, expression: exp.Expr) -> exp.Expr:
         select = table.find_ancestor(exp.Select)
         assert select is not None, expression
         reader, file_type, names = _stage_reader(cur, table)
-        for p in list(select.find_all(exp.Parameter)):
-            if p.this.name != "1":
-                continue
-            if file_type == "JSON":
-                p.replace(exp.column("json", quoted=True))
-            elif isinstance(p.parent, exp.JSONExtract) and (key := p.parent.expression.find(exp.JSONPathKey)):
-                # Parquet: $1:"k" is column k; an element the row does not have is NULL, as in Snowflake
-                p.parent.replace(exp.column(key.this, quoted=True) if key.this in names else exp.Null())
-            else:
-                raise NotImplementedError("$1 of a Parquet file other than $1:<column>")
+        if file_type == "JSON":
+            for p in list(select.find_all(exp.Parameter)):
+                if p.this.name == "1":
+                    p.replace(_JSON_DOCUMENT.copy())
+        else:
+            _parquet_elements(select, names)
         seq = exp.column(_SEQ, quoted=True) if file_type == "JSON" else exp.column("ordinality", quoted=True)
         for s8 in list(select.find_all(exp.Seq8)):
             s8.replace(exp.column(_SEQ, quoted=True))
@@ -270,10 +289,10 @@ def select_from_stage(cur: Any, expression: exp.Expr) -> exp.Expr:
         if (qualify := select.args.get("qualify")) is not None:
             # Snowflake's QUALIFY may name the SELECT's aliases (DuckDB would bind them to an outer query):
             # filter in an outer SELECT over the rows, which carry their file order as _fs_seq.
-            names = [exp.to_identifier(e.alias_or_name, quoted=True) for e in select.expressions]
+            aliases = [exp.to_identifier(e.alias_or_name, quoted=True) for e in select.expressions]
             select.set("qualify", None)
             select.select(exp.alias_(seq, _SEQ, quoted=True), copy=False)
-            outer = exp.select(*[exp.Column(this=n) for n in names]).from_(select.copy().subquery("_fs_rows"))
+            outer = exp.select(*[exp.Column(this=a) for a in aliases]).from_(select.copy().subquery("_fs_rows"))
             outer.set("qualify", qualify)
             if select is expression:
                 expression = outer
@@ -356,7 +375,7 @@ def install() -> None:
     cursor.parse_one = lambda sql, *a, **kw: quoted_stage_location(parse_one(sql, *a, **kw))
 
     _patch_user_stage()
-    _patch_copy_json_transform()
+    _patch_copy_transform()
     _patch_merge_without_current_schema()
     _patch_put_compressed_source()
 
