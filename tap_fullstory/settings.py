@@ -13,6 +13,9 @@ from urllib.parse import urlsplit
 from tap_fullstory.windows import ConfigError, parse_datetime, parse_duration, validate_window
 
 SEGMENT_EXPORT, BUNDLES = "segment_export", "bundles"
+#: export_fields: `all` omits `fields` (FullStory's default set plus every custom variable);
+#: `hauser` sends hauser's explicit list.
+ALL_FIELDS, HAUSER_FIELDS = "all", "hauser"
 DEFAULT_API_URL = {SEGMENT_EXPORT: "https://api.fullstory.com", BUNDLES: "https://export.fullstory.com"}
 DEFAULT_WINDOW = "6h"
 DEFAULT_DELAY = "24h"
@@ -34,6 +37,7 @@ class Settings:
     poll_interval: float
     poll_timeout: float
     event_id: bool
+    export_fields: str = ALL_FIELDS
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any], *, now: dt.datetime | None = None) -> Settings:
@@ -59,6 +63,9 @@ class Settings:
         if delay < dt.timedelta(hours=1):
             raise ConfigError(f"export_delay: {delay} is below the minimum of 1h (FullStory data settles late)")
         segment_id = str(config.get("segment_id") or "everyone").strip()
+        export_fields = str(config.get("export_fields") or ALL_FIELDS)
+        if export_fields not in (ALL_FIELDS, HAUSER_FIELDS):
+            raise ConfigError(f"export_fields: {export_fields!r} must be 'all' or 'hauser'")
         return cls(
             api_key=api_key,
             api_url=api_url,
@@ -73,6 +80,7 @@ class Settings:
             poll_interval=_positive(config, "poll_interval", 5),
             poll_timeout=_positive(config, "poll_timeout", 3600),
             event_id=bool(config.get("event_id", True)),
+            export_fields=export_fields,
         )
 
 

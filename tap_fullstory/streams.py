@@ -33,7 +33,7 @@ from tap_fullstory.output import (
     utc_now_text,
     write_ndjson_parallel,
 )
-from tap_fullstory.settings import BUNDLES, Settings
+from tap_fullstory.settings import ALL_FIELDS, BUNDLES, Settings
 from tap_fullstory.sources.decode import MalformedExportError, TruncatedExportError, iter_rows
 from tap_fullstory.sources.download import Spooled
 from tap_fullstory.sources.http import FullStoryHTTPStream, quiet_urllib3
@@ -61,12 +61,8 @@ class EventsStream(FullStoryHTTPStream):
 
     def __init__(self, tap: Tap, settings: Settings) -> None:
         self.settings = settings
-        super().__init__(
-            tap=tap,
-            name=self.name,
-            schema=singer_schema(mobile=settings.include_mobile_fields, event_id=settings.event_id),
-        )
-        self.primary_keys = [EVENT_ID] if settings.event_id else []
+        super().__init__(tap=tap, name=self.name, schema=self.stream_schema())
+        self.primary_keys = self.key_properties()
         #: RECORD mode writes STATE after each window; batch mode only after each day's file.
         self.state_per_window = True
         quiet_urllib3()
@@ -98,10 +94,11 @@ class EventsStream(FullStoryHTTPStream):
             from tap_fullstory.sources.bundles import BundlesSource
 
             return BundlesSource(http=self, logger=self.logger, end_date=s.end_date)
+        all_fields = s.export_fields == ALL_FIELDS
         return SegmentExportSource(
             http=self,
             segment_id=s.segment_id,
-            fields=requested_fields(mobile=s.include_mobile_fields),
+            fields=None if all_fields else requested_fields(mobile=s.include_mobile_fields),
             window=s.export_window,
             poll_interval=s.poll_interval,
             poll_timeout=s.poll_timeout,
@@ -203,6 +200,22 @@ class EventsStream(FullStoryHTTPStream):
         self._record_counter = super().get_record_counter(**kwargs)
         return self._record_counter
 
+    def stream_schema(self) -> dict[str, t.Any]:
+        s = self.settings
+        return singer_schema(mobile=s.include_mobile_fields, event_id=s.event_id)
+
+    def key_properties(self) -> list[str]:
+        return [EVENT_ID] if self.settings.event_id else []
+
+    def splitter(self) -> Splitter:
+        """hauser's CustomVars split over this stream's known fields."""
+        return Splitter(mobile=self.settings.include_mobile_fields)
+
+    @property
+    def keyed(self) -> bool:
+        """Records carry EventId."""
+        return self.settings.event_id
+
     def complete_window(self, window: Window, context: t.Any) -> None:
         """Move the bookmark to the window's end (and say so, in RECORD mode)."""
         self._increment_stream_state({EXPORT_START: fmt(window.end)}, context=context)
@@ -216,10 +229,9 @@ class EventsStream(FullStoryHTTPStream):
         """Records of one window's file, after the first `emitted` rows (written already); a
         truncated file is downloaded again and resumed after the rows already emitted (same
         export, same bytes), never emitting a row twice."""
-        splitter = Splitter(mobile=self.settings.include_mobile_fields)
-        split = splitter.split
+        split = self.splitter().split
         export_start, export_end = fmt(window.start), fmt(window.end)
-        use_keys = self.settings.event_id
+        use_keys = self.keyed
         redownloads = 0
         whole_window = False
         current = spooled

@@ -8,6 +8,7 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
+from tap_fullstory.individuals import IndividualsStream
 from tap_fullstory.output import FastSingerWriter
 from tap_fullstory.settings import DEFAULT_DELAY, DEFAULT_WINDOW, Settings
 from tap_fullstory.sources.http import MAX_TRIES
@@ -47,6 +48,12 @@ class TapFullStory(Tap):
         th.Property("export_delay", th.StringType, default=DEFAULT_DELAY, title="Export delay",
                     description="Only windows that ended at least this long ago are exported "
                     "(FullStory values settle late). At least 1h."),
+        th.Property("export_fields", th.StringType, default="all", allowed_values=["all", "hauser"],
+                    title="Export fields",
+                    description="all: ask for every field FullStory exports (no 'fields' list); "
+                    "fields this tap does not know land in CustomVars. hauser: hauser's explicit "
+                    "v1.5.1's explicit list (58 fields + user_*, evt_*, page_*); a field FullStory "
+                    "adds later is then never exported."),
         th.Property("include_mobile_fields", th.BooleanType, default=False, title="Include mobile fields",
                     description="Request and keep the 8 mobile app fields (AppName, ... "
                     "EventMobileSourceFile) as columns; only for accounts with mobile apps."),
@@ -75,7 +82,7 @@ class TapFullStory(Tap):
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
 
     def discover_streams(self) -> list[EventsStream]:
-        return [EventsStream(self, self.settings)]
+        return [EventsStream(self, self.settings), IndividualsStream(self, self.settings)]
 
     def sync_all(self) -> None:  # type: ignore[misc]  # final only for typing; we add one except
         """Fail with one clear line (no traceback) for errors the user can act on."""
