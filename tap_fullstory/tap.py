@@ -51,7 +51,7 @@ class TapFullStory(Tap):
         th.Property("export_fields", th.StringType, default="all", allowed_values=["all", "hauser"],
                     title="Export fields",
                     description="all: ask for every field FullStory exports (no 'fields' list); "
-                    "fields this tap does not know land in CustomVars. hauser: hauser's explicit "
+                    "fields this tap does not know land in CustomVars. hauser: hauser "
                     "v1.5.1's explicit list (58 fields + user_*, evt_*, page_*); a field FullStory "
                     "adds later is then never exported."),
         th.Property("include_mobile_fields", th.BooleanType, default=False, title="Include mobile fields",
