@@ -73,7 +73,7 @@ class IndividualsStream(EventsStream):
     def keyed(self) -> bool:
         return False
 
-    def source(self) -> IndividualsSource:  # type: ignore[override]
+    def source(self) -> IndividualsSource:
         s = self.settings
         if s.export_api == BUNDLES:
             raise FatalAPIError(

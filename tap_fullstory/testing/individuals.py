@@ -31,7 +31,7 @@ def individual_columns(universe: t.Sequence[str]) -> list[str]:
 @dataclass
 class _Session:
     start: str
-    pages: dict[int, tuple[int, int]] = field(default_factory=dict)  # PageId -> (duration, active) ms
+    pages: dict[t.Any, tuple[int, int]] = field(default_factory=dict)  # PageId -> (duration, active) ms
     events: int = 0
 
     def seconds(self) -> tuple[int, int]:
