@@ -7,8 +7,9 @@ durations, last-* values, user variables). So each run makes ONE export over
 The bookmark (`ExportStart`, as for events) then moves to that range's end; the key is `IndvId`,
 so an upserting target keeps one row per individual, updated in place whenever it is active again.
 
-The window machinery (plan, fetch and spool, truncated-file resume, state after the export) is the
-events stream's; this module supplies the schema, the source and the one-file BATCH mode.
+The window machinery (plan, fetch and spool, truncated-file resume, state after the export, BATCH
+files) is the events stream's; this module supplies the schema, the source and the record maker.
+The plan has one window, so BATCH mode writes one file (in parts) per run, not one per day.
 """
 
 from __future__ import annotations
@@ -22,15 +23,14 @@ from singer_sdk.exceptions import FatalAPIError
 from tap_fullstory.fields import (
     INDIVIDUAL_FIELDS,
     INDIVIDUAL_KEY,
-    Splitter,
     individual_request_fields,
     individuals_schema,
 )
-from tap_fullstory.output import FastSingerWriter
+from tap_fullstory.records import RecordMaker
 from tap_fullstory.settings import ALL_FIELDS, BUNDLES
 from tap_fullstory.sources.segment_export import SegmentExportSource
 from tap_fullstory.streams import EventsStream
-from tap_fullstory.windows import Window
+from tap_fullstory.windows import Window, fmt
 
 if t.TYPE_CHECKING:
     from tap_fullstory.sources.download import Spooled
@@ -66,12 +66,15 @@ class IndividualsStream(EventsStream):
     def key_properties(self) -> list[str]:
         return [INDIVIDUAL_KEY]
 
-    def splitter(self) -> Splitter:
-        return Splitter(mobile=False, fields=INDIVIDUAL_FIELDS)
-
     @property
-    def keyed(self) -> bool:
+    def use_c_scanner(self) -> bool:
+        """The C scanner writes event rows; individuals are few and take the reference."""
         return False
+
+    def record_maker(self, window: Window) -> RecordMaker:
+        """Individual rows -> records: the individual catalogue's columns, CustomVars, no EventId."""
+        return RecordMaker(mobile=False, use_keys=False, fields=INDIVIDUAL_FIELDS,
+                           export_start=fmt(window.start), export_end=fmt(window.end))
 
     def source(self) -> IndividualsSource:
         s = self.settings
@@ -90,38 +93,3 @@ class IndividualsStream(EventsStream):
             logger=self.logger,
             row_type=TYPE_INDIVIDUAL,
         ))
-
-    def _write_window(self, window: Window, spooled: Spooled) -> int:
-        """RECORD fast path: the per-record rows straight to stdout (individuals are few, so
-        the events stream's chunked writers are not needed)."""
-        written = FastSingerWriter.write_records(
-            self.name, self._window_records(window, spooled), self._extracted,
-            self.deselected_properties(),
-        )
-        self._record_counter.increment(written)
-        return written
-
-    def get_batches(self, batch_config: t.Any, context: t.Any = None) -> t.Iterator[t.Any]:
-        """BATCH mode: one Parquet/JSONL file per run (per export), not per day: a row is an
-        individual, not an event of one day. BATCH, then STATE at the range's end."""
-        from tap_fullstory.batches import make_writer
-
-        self.state_per_window = False
-        self._write_starting_replication_value(context)
-        plan = self.plan(context)
-        for window in plan:
-            writer = make_writer(self, batch_config, window.start)
-            try:
-                with self.export(plan, window) as records:
-                    for record in records:
-                        writer.add(record)
-                url = writer.close()
-            except BaseException as exc:
-                writer.abort(exc)
-                raise
-            self.complete_window(window, context)
-            if url is not None:
-                self.logger.info("Individuals %s: %d rows in %s", window.label, writer.rows, url)
-                yield batch_config.encoding, [url]
-        self._finalize_state(self.stream_state)
-        self._write_state_message()

@@ -11,6 +11,7 @@ import json
 import typing as t
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -102,11 +103,10 @@ def test_all_mode_sends_no_fields_and_is_the_default(make_emulator) -> None:
 # ---------------------------------------------------------------- an unknown field lands in CustomVars
 
 
-@pytest.mark.parametrize("writer", ["python", "native"])
-def test_unknown_field_in_custom_vars_record_mode(new_org: Emulator, writer: str) -> None:
-    """RECORD mode, per-record Python path and the C RECORD writer (forced on this small export)."""
-    env = {"TAP_FULLSTORY_PARALLEL_MIN_BYTES": str(1 << 40) if writer == "python" else "0"}
-    run = ok(run_tap(config(new_org), env=env))
+@pytest.mark.parametrize("c_scanner", [True, False])
+def test_unknown_field_in_custom_vars_record_mode(new_org: Emulator, c_scanner: bool) -> None:
+    """RECORD mode: the C RECORD writer (the fast path) and the per-record reference."""
+    run = ok(run_tap(config(new_org, c_scanner=c_scanner)))
     assert [{k: r["CustomVars"][k] for k in NEW if k in r["CustomVars"]} for r in run.records] == \
         expected_new(new_org)
     assert not any(k in r for r in run.records for k in NEW)
@@ -118,15 +118,22 @@ def test_hauser_mode_never_receives_the_unknown_field(new_org: Emulator) -> None
     assert not any(k in r["CustomVars"] or k in r for r in run.records for k in NEW)
 
 
-@pytest.mark.parametrize(("fmt", "native"), [("parquet", "1"), ("parquet", "0"), ("jsonl", "1")])
+@pytest.mark.parametrize(("fmt", "c_scanner"), [("parquet", True), ("parquet", False), ("arrow", True),
+                                               ("jsonl", True)])
 def test_unknown_field_in_custom_vars_day_batches(new_org: Emulator, tmp_path: Path, fmt: str,
-                                                  native: str) -> None:
-    cfg = config(new_org, batch_config={"encoding": {"format": fmt, "compression": "gzip"},
-                                        "storage": {"root": f"file://{tmp_path}"}})
-    run = ok(run_tap(cfg, env={"TAP_FULLSTORY_NATIVE": native}))
+                                                  c_scanner: bool) -> None:
+    compression = {"parquet": "zstd", "arrow": "zstd", "jsonl": "gzip"}[fmt]
+    cfg = config(new_org, c_scanner=c_scanner,
+                 batch_config={"encoding": {"format": fmt, "compression": compression},
+                               "storage": {"root": f"file://{tmp_path}"}})
+    run = ok(run_tap(cfg))
     [path] = [u[len("file://"):] for b in run.batches for u in b["manifest"]]
     if fmt == "parquet":
         custom = [json.loads(c) for c in pq.read_table(path, columns=["CustomVars"]).column(0).to_pylist()]
+    elif fmt == "arrow":
+        with pa.memory_map(path) as source:
+            column = pa.ipc.open_file(source).read_all().column("CustomVars")
+        custom = [json.loads(c) for c in column.to_pylist()]
     else:
         with gzip.open(path, "rt") as fh:
             custom = [json.loads(line)["CustomVars"] for line in fh]

@@ -104,7 +104,7 @@ class FullStoryHTTPStream(RESTStream):
     @property
     def http_headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "integration-source": "tap-fullstory"}
-        headers.update(self.config.get("additional_headers") or {})
+        headers.update(self.settings.additional_headers)
         return headers
 
     def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
