@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -323,7 +324,10 @@ def test_meltano_snowflake_records_arrow_upsert_and_rerun(sf_project: Project, m
     # Arrow day batches: tap-fullstory-arrow -> target-snowflake, into its own schema: the same rows.
     arrow_env = {"TARGET_SNOWFLAKE_DEFAULT_TARGET_SCHEMA": "FULLSTORY_ARROW"}
     run = sf_project.run("run", *RUN, "tap-fullstory-arrow", "target-snowflake", env=arrow_env, timeout=300)
-    assert "2 batch manifests" in run.stdout + run.stderr  # one per UTC day
+    out = run.stdout + run.stderr
+    days = re.findall(r"tap-fullstory-arrow\s+Day (\d{4}-\d\d-\d\d): ", out)  # one line per stream and day
+    assert {"2024-01-01", "2024-01-02"} <= set(days), out[-4000:]
+    assert f"{len(days)} batch manifests" in out, out[-4000:]  # one BATCH message per stream and UTC day
     arrow = _rows_json(db, "FULLSTORY_ARROW")
     assert arrow["count"] == arrow["distinct"] == len(expected)
     assert arrow["types"] == types
