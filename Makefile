@@ -43,4 +43,5 @@ readme: venv
 	$(BIN)/python scripts/readme_settings.py
 include ci/demo.mk
 include ci/bench.mk
+include ci/sanitize.mk
 include ci/snowflake.mk
