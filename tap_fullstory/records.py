@@ -18,9 +18,10 @@ from tap_fullstory.keys import EventKeyer
 class RecordMaker:
     """Rows of one export window -> records: typed columns, CustomVars, EventId, the window."""
 
-    def __init__(self, *, mobile: bool, use_keys: bool, export_start: str, export_end: str
-                 ) -> None:
-        self.splitter = Splitter(mobile=mobile)
+    def __init__(self, *, mobile: bool, use_keys: bool, export_start: str, export_end: str,
+                 fields: t.Sequence[tuple[str, str]] | None = None) -> None:
+        """`fields`: the known columns (default: the event catalogue for this `mobile`)."""
+        self.splitter = Splitter(mobile=mobile, fields=fields)
         self.use_keys = use_keys
         self.export_start, self.export_end = export_start, export_end
 

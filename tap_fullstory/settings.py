@@ -18,6 +18,9 @@ from singer_sdk import typing as th
 from tap_fullstory.windows import ConfigError, parse_datetime, parse_duration, validate_window
 
 SEGMENT_EXPORT, BUNDLES = "segment_export", "bundles"
+#: export_fields: `all` omits `fields` (FullStory's default set plus every custom variable);
+#: `hauser` sends hauser's explicit list.
+ALL_FIELDS, HAUSER_FIELDS = "all", "hauser"
 DEFAULT_API_URL = {SEGMENT_EXPORT: "https://api.fullstory.com", BUNDLES: "https://export.fullstory.com"}
 DEFAULT_WINDOW = "6h"
 DEFAULT_DELAY = "24h"
@@ -79,6 +82,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("export_delay", th.StringType, "Export delay", default=DEFAULT_DELAY,
             description="Only windows that ended at least this long ago are exported (FullStory "
             "values settle late). At least 1h."),
+    Setting("export_fields", th.StringType, "Export fields", default=ALL_FIELDS,
+            allowed=(ALL_FIELDS, HAUSER_FIELDS),
+            description="all: ask for every field FullStory exports (no 'fields' list); fields this "
+            "tap does not know land in CustomVars. hauser: hauser v1.5.1's explicit list (58 "
+            "fields + user_*, evt_*, page_*); a field FullStory adds later is then never exported."),
     Setting("include_mobile_fields", th.BooleanType, "Include mobile fields", default=False,
             description="Request and keep the 8 mobile app fields (AppName, ... "
             "EventMobileSourceFile) as columns; only for accounts with mobile apps."),
@@ -153,6 +161,7 @@ class Settings:
     c_scanner: bool
     additional_headers: t.Mapping[str, str]
     batch: BatchSettings | None
+    export_fields: str
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any], *, now: dt.datetime | None = None) -> Settings:
@@ -178,6 +187,9 @@ class Settings:
         if delay < dt.timedelta(hours=1):
             raise ConfigError(f"export_delay: {delay} is below the minimum of 1h (FullStory data settles late)")
         segment_id = str(_value(config, "segment_id")).strip()
+        export_fields = str(_value(config, "export_fields"))
+        if export_fields not in (ALL_FIELDS, HAUSER_FIELDS):
+            raise ConfigError(f"export_fields: {export_fields!r} must be 'all' or 'hauser'")
         return cls(
             api_key=api_key,
             api_url=api_url,
@@ -195,6 +207,7 @@ class Settings:
             c_scanner=bool(_value(config, "c_scanner")),
             additional_headers=_headers(config),
             batch=BatchSettings.from_config(config.get("batch_config")),
+            export_fields=export_fields,
         )
 
 
