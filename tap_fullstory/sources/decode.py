@@ -154,7 +154,7 @@ def _ndjson_rows(body: t.BinaryIO, loads: t.Callable[[bytes], t.Any], bad: BadRo
         try:
             row = loads(line)
         except ValueError as exc:  # orjson.JSONDecodeError
-            bad(number, line.removesuffix(b"\n"), f"not valid JSON ({exc})")
+            bad(number, line.removesuffix(b"\n"), _invalid(line, exc))
             continue
         if not isinstance(row, dict):
             bad(number, line.removesuffix(b"\n"), "not a JSON object")
@@ -209,6 +209,17 @@ def _array_rows(body: t.BinaryIO, loads: t.Callable[[bytes], t.Any], bad: BadRow
     yield from _finish(acc, number, loads, bad)
 
 
+def _invalid(raw: bytes, exc: Exception) -> str:
+    """Why a row could not be decoded: invalid UTF-8 (where), else the JSON parser's message."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not valid UTF-8 (byte 0x{raw[bad.start]:02x} at offset {bad.start})"
+    # orjson's message has the position in the row; json's (in `_strict`) in the piece: left out
+    detail = exc if isinstance(exc, orjson.JSONDecodeError) else getattr(exc, "msg", exc)
+    return f"not valid JSON ({detail})"
+
+
 def _cut_inside_a_string(exc: orjson.JSONDecodeError, piece: bytes) -> bool:
     """The parser stopped at the very end of the piece (orjson counts characters, not bytes)."""
     return exc.pos >= len(piece.decode("utf-8", "surrogateescape"))
@@ -246,7 +257,7 @@ def _strict(text: bytes, number: int, loads: t.Callable[[bytes], t.Any], bad: Ba
             if rest and not rest.startswith(","):
                 raise ValueError("text after the row")
         except ValueError as exc:  # json's and orjson's JSONDecodeError too
-            cause = f"not valid JSON ({getattr(exc, 'msg', exc)})"
+            cause = _invalid(as_text[position:].encode("utf-8", "surrogateescape"), exc)
         else:
             cause = "" if isinstance(row, dict) else "not a JSON object"
         if cause:
