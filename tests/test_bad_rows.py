@@ -67,7 +67,7 @@ def _records(lines: list[bytes], *, strip: bool) -> tuple[list[dict], list[int]]
 
 
 def test_nul_is_stripped_from_every_string_and_custom_var_with_strip() -> None:
-    (nul, plain), told = _records([NUL_ROW, PLAIN_ROW], strip=True)
+    (nul, _), told = _records([NUL_ROW, PLAIN_ROW], strip=True)
     assert nul["EventTargetText"] == "badtext" and nul["PageUrl"] == "https://x/"
     assert nul["CustomVars"] == {"user_name_str": "v", "user_tags_strs": ["ab", [""]]}
     assert not text.has_nul(nul) and told == [1]

@@ -19,16 +19,12 @@ import pytest
 
 from tap_fullstory.fields import Splitter
 from tap_fullstory.keys import EventKeyer
-from tests.test_meltano import (  # noqa: F401 - fixtures
-    END,
-    START,
-    Project,
-    installed,
-    pg_database,
-    pg_env,
-    pg_query,
-    project,
-)
+from tests import test_meltano
+from tests.test_meltano import END, START, Project, pg_env, pg_query
+
+# test_meltano's fixtures, here too: the installed plugins, a scratch project, a fresh database
+installed, project, pg_database = (test_meltano.installed, test_meltano.project,
+                                   test_meltano.pg_database)
 
 pytestmark = pytest.mark.meltano
 
@@ -61,7 +57,7 @@ def test_nul_row_loads_stripped_with_the_default(project: Project, make_emulator
 
 def test_nul_row_with_keep_fails_naming_the_setting(project: Project, make_emulator, postgres,
                                                     pg_database) -> None:
-    db, url = pg_database
+    db, _ = pg_database
     project.point_at(_nul_emulator(make_emulator))
     run = project.run("run", "tap-fullstory", "target-postgres", timeout=240, check=False,
                       env={**pg_env(postgres, db, "fullstory"),
