@@ -31,10 +31,12 @@ class RecordMaker:
     """Rows of one export window -> records: typed columns, CustomVars, EventId, the window."""
 
     def __init__(self, *, mobile: bool, use_keys: bool, export_start: str, export_end: str,
-                 strip_nul: bool = True, on_nul: t.Callable[[int], None] | None = None) -> None:
-        """`strip_nul`: the setting nul_characters=strip; `on_nul(n)` is told the running count
-        of rows that held NUL each time one is met (before that row is written)."""
-        self.splitter = Splitter(mobile=mobile)
+                 fields: t.Sequence[tuple[str, str]] | None = None, strip_nul: bool = True,
+                 on_nul: t.Callable[[int], None] | None = None) -> None:
+        """`fields`: the known columns (default: the event catalogue for this `mobile`);
+        `strip_nul`: the setting nul_characters=strip; `on_nul(n)` is told the running count of
+        rows that held NUL each time one is met (before that row is written)."""
+        self.splitter = Splitter(mobile=mobile, fields=fields)
         self.use_keys = use_keys
         self.export_start, self.export_end = export_start, export_end
         self.strip_nul = strip_nul

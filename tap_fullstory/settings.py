@@ -18,6 +18,9 @@ from singer_sdk import typing as th
 from tap_fullstory.windows import ConfigError, parse_datetime, parse_duration, validate_window
 
 SEGMENT_EXPORT, BUNDLES = "segment_export", "bundles"
+#: export_fields: `all` omits `fields` (FullStory's default set plus every custom variable);
+#: `hauser` sends hauser's explicit list.
+ALL_FIELDS, HAUSER_FIELDS = "all", "hauser"
 DEFAULT_API_URL = {SEGMENT_EXPORT: "https://api.fullstory.com", BUNDLES: "https://export.fullstory.com"}
 DEFAULT_WINDOW = "6h"
 DEFAULT_DELAY = "24h"
@@ -81,6 +84,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("export_delay", th.StringType, "Export delay", default=DEFAULT_DELAY,
             description="Only windows that ended at least this long ago are exported (FullStory "
             "values settle late). At least 1h."),
+    Setting("export_fields", th.StringType, "Export fields", default=ALL_FIELDS,
+            allowed=(ALL_FIELDS, HAUSER_FIELDS),
+            description="all: ask for every field FullStory exports (no 'fields' list); fields this "
+            "tap does not know land in CustomVars. hauser: hauser v1.5.1's explicit list (58 "
+            "fields + user_*, evt_*, page_*); a field FullStory adds later is then never exported."),
     Setting("include_mobile_fields", th.BooleanType, "Include mobile fields", default=False,
             description="Request and keep the 8 mobile app fields (AppName, ... "
             "EventMobileSourceFile) as columns; only for accounts with mobile apps."),
@@ -175,6 +183,7 @@ class Settings:
     quarantine_path: str | None
     additional_headers: t.Mapping[str, str]
     batch: BatchSettings | None
+    export_fields: str
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any], *, now: dt.datetime | None = None) -> Settings:
@@ -207,6 +216,9 @@ class Settings:
         if quarantine and quarantine_path is None and batch is None:
             raise ConfigError("quarantine_path: on_bad_row=quarantine needs a local directory for "
                               "the quarantine files (BATCH mode uses the batch storage root)")
+        export_fields = str(_value(config, "export_fields"))
+        if export_fields not in (ALL_FIELDS, HAUSER_FIELDS):
+            raise ConfigError(f"export_fields: {export_fields!r} must be 'all' or 'hauser'")
         return cls(
             api_key=api_key,
             api_url=api_url,
@@ -227,6 +239,7 @@ class Settings:
             quarantine_path=quarantine_path,
             additional_headers=_headers(config),
             batch=batch,
+            export_fields=export_fields,
         )
 
 

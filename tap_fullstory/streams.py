@@ -21,7 +21,7 @@ from tap_fullstory.keys import EventKeyer, OutOfOrderError
 from tap_fullstory.output import ChunkEncoder, FastSingerWriter, fast_path_allowed, utc_now_text
 from tap_fullstory.quarantine import Quarantine, Store
 from tap_fullstory.records import RecordMaker
-from tap_fullstory.settings import BUNDLES, Settings
+from tap_fullstory.settings import ALL_FIELDS, BUNDLES, Settings
 from tap_fullstory.sources.decode import (
     MalformedExportError,
     TruncatedExportError,
@@ -54,12 +54,8 @@ class EventsStream(FullStoryHTTPStream):
 
     def __init__(self, tap: Tap, settings: Settings) -> None:
         self.settings = settings
-        super().__init__(
-            tap=tap,
-            name=self.name,
-            schema=singer_schema(mobile=settings.include_mobile_fields, event_id=settings.event_id),
-        )
-        self.primary_keys = [EVENT_ID] if settings.event_id else []
+        super().__init__(tap=tap, name=self.name, schema=self.stream_schema())
+        self.primary_keys = self.key_properties()
         #: RECORD mode writes STATE after each window; batch mode only after each day's file.
         self.state_per_window = True
         quiet_urllib3()
@@ -93,10 +89,11 @@ class EventsStream(FullStoryHTTPStream):
             from tap_fullstory.sources.bundles import BundlesSource
 
             return BundlesSource(http=self, logger=self.logger, end_date=s.end_date)
+        all_fields = s.export_fields == ALL_FIELDS
         return SegmentExportSource(
             http=self,
             segment_id=s.segment_id,
-            fields=requested_fields(mobile=s.include_mobile_fields),
+            fields=None if all_fields else requested_fields(mobile=s.include_mobile_fields),
             window=s.export_window,
             poll_interval=s.poll_interval,
             poll_timeout=s.poll_timeout,
@@ -187,6 +184,13 @@ class EventsStream(FullStoryHTTPStream):
 
     def record_maker(self, window: Window) -> RecordMaker:
         """The reference for one window's rows (shared by its chunks and its per-record path)."""
+        return RecordMaker(mobile=self.settings.include_mobile_fields,
+                           use_keys=self.settings.event_id,
+                           export_start=fmt(window.start), export_end=fmt(window.end),
+                           **self.text_rules(window))
+
+    def text_rules(self, window: Window) -> dict[str, t.Any]:
+        """RecordMaker's NUL rule (nul_characters) for this stream's window."""
         strip = self.settings.strip_nul
 
         def on_nul(count: int) -> None:  # kept: say so before the first such row is written
@@ -196,10 +200,7 @@ class EventsStream(FullStoryHTTPStream):
                     "(nul_characters=keep); PostgreSQL and Redshift cannot store it in text: set "
                     "nul_characters: strip to remove it", window.label)
 
-        return RecordMaker(mobile=self.settings.include_mobile_fields,
-                           use_keys=self.settings.event_id,
-                           export_start=fmt(window.start), export_end=fmt(window.end),
-                           strip_nul=strip, on_nul=on_nul)
+        return {"strip_nul": strip, "on_nul": on_nul}
 
     def quarantine(self, window: Window, maker: RecordMaker) -> Quarantine | None:
         """The window's quarantine (on_bad_row=quarantine), else None: a bad row fails it."""
@@ -245,6 +246,13 @@ class EventsStream(FullStoryHTTPStream):
         # Kept so the fast path can count what it writes in the SDK's record_count metric.
         self._record_counter = super().get_record_counter(**kwargs)
         return self._record_counter
+
+    def stream_schema(self) -> dict[str, t.Any]:
+        s = self.settings
+        return singer_schema(mobile=s.include_mobile_fields, event_id=s.event_id)
+
+    def key_properties(self) -> list[str]:
+        return [EVENT_ID] if self.settings.event_id else []
 
     def complete_window(self, window: Window, context: t.Any) -> None:
         """Move the bookmark to the window's end (and say so, in RECORD mode)."""

@@ -7,6 +7,7 @@ import functools
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
+from tap_fullstory.individuals import IndividualsStream
 from tap_fullstory.output import FastSingerWriter
 from tap_fullstory.settings import Settings, config_jsonschema
 from tap_fullstory.sources.http import MAX_TRIES
@@ -31,7 +32,7 @@ class TapFullStory(Tap):
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
 
     def discover_streams(self) -> list[EventsStream]:
-        return [EventsStream(self, self.settings)]
+        return [EventsStream(self, self.settings), IndividualsStream(self, self.settings)]
 
     def sync_all(self) -> None:  # type: ignore[misc]  # final only for typing; we add one except
         """Fail with one clear line (no traceback) for errors the user can act on."""

@@ -120,8 +120,9 @@ def test_dry_run_record_limit_is_honoured(emulator, stdout) -> None:
     """`--test`, the SDK's standard tests: max_records_limit stops the run at the limit (the
     direct RECORD path used to ignore it)."""
     tap = _tap(emulator)
-    tap.run_sync_dry_run(dry_run_record_limit=7)
-    assert sum(m["type"] == "RECORD" for m in stdout.messages()) == 7
+    tap.run_sync_dry_run(dry_run_record_limit=7)  # selects every stream
+    records = [m["stream"] for m in stdout.messages() if m["type"] == "RECORD"]
+    assert {name: records.count(name) for name in set(records)} == {"events": 7, "individuals": 7}
 
 
 def test_count_quarantined_logs_a_singer_counter_metric(emulator, caplog) -> None:

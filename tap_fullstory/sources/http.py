@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import sys
 import time
 import typing as t
 from urllib.parse import urlsplit
@@ -105,6 +106,15 @@ class FullStoryHTTPStream(RESTStream):
         headers = {"Accept": "application/json", "integration-source": "tap-fullstory"}
         headers.update(self.settings.additional_headers)
         return headers
+
+    def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
+        """Drop the SDK's generic "An unhandled error occurred while syncing" line for the errors
+        the tap reports itself (`TapFullStory.sync_all`): a wrong key is ONE clear ERROR line."""
+        if level >= logging.ERROR and message.startswith("An unhandled error occurred") and (
+            isinstance(sys.exc_info()[1], (FatalAPIError, RetriableAPIError))
+        ):
+            return
+        super().log(message, *args, level=level, **kwargs)
 
     # --- retries -------------------------------------------------------------------------
 
