@@ -60,7 +60,8 @@ class RecordMaker:
     def records(self, rows: t.Iterable[dict[str, t.Any]], keyer: EventKeyer | None = None,
                 skip: int = 0) -> t.Iterator[dict[str, t.Any]]:
         """One record per row, in order, after the first `skip` (already emitted: they are still
-        keyed, since EventId ordinals count every row of an EventStart)."""
+        keyed, since EventId ordinals count every row of an EventStart). Rows decoded with
+        `loads`: NUL is looked for only in the rows it marked."""
         split = self.splitter.split
         key = (keyer or EventKeyer()).key if self.use_keys else None
         start, end = self.export_start, self.export_end

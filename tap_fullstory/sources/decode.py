@@ -15,6 +15,8 @@ import typing as t
 import orjson
 from zlib_ng import gzip_ng
 
+from tap_fullstory import text
+
 try:  # ISA-L inflates about a third faster than zlib-ng; both raise EOFError when truncated
     from isal.igzip import IGzipFile as _GzipFile
 except ImportError:  # pragma: no cover - isal has wheels for the usual platforms
@@ -82,11 +84,12 @@ class _Reader(io.RawIOBase):
         super().close()
 
 
-def iter_rows(path: str, *, skip: int = 0, loads: t.Callable[[bytes], t.Any] = orjson.loads,
+def iter_rows(path: str, *, skip: int = 0, loads: t.Callable[[bytes], t.Any] = text.loads,
               on_bad: BadRow = fail_on_bad_row) -> t.Iterator[dict[str, t.Any]]:
     """Yield each row of an export file (NDJSON or a JSON array), skipping the first `skip`.
     Rows are numbered from 1 in the file (NDJSON: the line number); a row that cannot be
-    decoded goes to `on_bad` and is neither yielded nor counted in `skip`."""
+    decoded goes to `on_bad` and is neither yielded nor counted in `skip`. The reference passes
+    `RecordMaker.loads`, which also marks the rows that may hold NUL."""
     body: t.BinaryIO | None = None
     try:
         body = open_body(path)
