@@ -30,6 +30,8 @@ try:
     from tap_fullstory import _columns  # type: ignore[attr-defined]
 except ImportError:  # no C compiler at install time: the pure-Python paths do the work
     _columns = None
+if _columns is not None and getattr(_columns, "API", None) != 2:  # an old build of csrc/: unused
+    _columns = None
 
 AVAILABLE = _columns is not None
 #: Decompressed bytes per read on the C paths (cut into CHUNK_BYTES chunks without copying).
