@@ -64,7 +64,8 @@ def test_nul_row_with_keep_fails_naming_the_setting(project: Project, make_emula
                            "TAP_FULLSTORY_NUL_CHARACTERS": "keep"})
     out = run.stdout + run.stderr
     assert run.returncode != 0, out[-3000:]
-    assert "NUL" in out and "set nul_characters: strip" in out, out[-3000:]
+    assert "text fields cannot contain NUL" in out, out[-3000:]  # the target's refusal...
+    assert "set nul_characters: strip" in out, out[-3000:]  # ...and the tap's way out
 
 
 def _expected_ids(emu) -> set[str]:
@@ -98,9 +99,15 @@ def test_quarantined_row_leaves_every_other_row_once_and_a_rerun_adds_none(
                 for line in path.read_text().splitlines()]
 
     first = entries()
-    assert len(first) == 8  # one bad row per 6 h window, each named once
-    assert {(e["row"], base64.b64decode(e["raw_base64"])) for e in first} == {(40, INVALID)}
-    assert first[0]["export_start"] == START and first[-1]["export_end"] == END
+    # one bad row per 6 h window of events, each named once; and one in the individuals export
+    # (the project selects both streams; one export over the whole range)
+    events = [e for e in first if e["stream"] == "events"]
+    assert len(events) == 8 and len(first) == 9
+    assert [(e["export_start"], e["export_end"]) for e in first if e["stream"] == "individuals"
+            ] == [(START, END)]
+    assert {(e["row"], base64.b64decode(e["raw_base64"])) for e in events} == {(40, INVALID)}
+    assert {base64.b64decode(e["raw_base64"]) for e in first} == {INVALID}
+    assert events[0]["export_start"] == START and events[-1]["export_end"] == END
     assert "could not be decoded (row 40)" in run.stderr + run.stdout
 
     rerun = project.run("run", "--full-refresh", "tap-fullstory", "target-postgres", env=env,
