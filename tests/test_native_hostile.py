@@ -274,7 +274,10 @@ def test_an_old_build_is_not_used() -> None:
     version: `native` then leaves it out rather than run it."""
     out = finishes("""
         import sys, types
-        sys.modules["tap_fullstory._columns"] = types.ModuleType("tap_fullstory._columns")
+        import tap_fullstory
+        old = types.ModuleType("tap_fullstory._columns")
+        # `from tap_fullstory import _columns` reads the package attribute first (use_build sets it)
+        sys.modules["tap_fullstory._columns"] = tap_fullstory._columns = old
         from tap_fullstory import native
         print(native.AVAILABLE, native._columns)
     """)
