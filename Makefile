@@ -44,3 +44,4 @@ readme: venv
 include ci/demo.mk
 include ci/bench.mk
 include ci/sanitize.mk
+include ci/snowflake.mk
