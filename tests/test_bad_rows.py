@@ -237,7 +237,7 @@ def test_a_quarantined_row_leaves_every_other_row_once(make_emulator, tmp_path, 
 
 
 def test_quarantine_is_exactly_once_across_a_redownload(make_emulator, tmp_path) -> None:
-    """The first download is cut short after the bad row: the scanner writes the chunks before
+    """The first download is cut short after the bad row: the scanner writes what it can before
     it, the per-record path quarantines it, meets the truncation, downloads again and reads the
     file from the start; the row is quarantined once and nothing is emitted twice."""
     emu = make_emulator(start=START, days=0.25, events_per_hour=2000, seed=5)
