@@ -32,8 +32,10 @@ from tap_fullstory.parquet import (
     arrow_schema,
     selected_properties,
 )
+from tap_fullstory.quarantine import Store
 
 if t.TYPE_CHECKING:
+    from tap_fullstory.records import RecordMaker
     from tap_fullstory.sdk import BaseBatchFileEncoding, BatchConfig, StorageTarget
     from tap_fullstory.streams import EventsStream
     from tap_fullstory.windows import Window
@@ -233,6 +235,10 @@ def _day_batches(
 ) -> t.Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
     stream.state_per_window = False
     sdk.write_starting_value(stream, context)
+    if stream.settings.quarantine and stream.settings.quarantine_path is None:
+        stream.quarantine_store = Store(storage=batch_config.storage,
+                                        prefix=batch_config.storage.prefix or "")
+    store = stream.quarantine_store
     plan = stream.plan(context)
     writer: DayWriter | None = None
     done: list[Window] = []  # the day's windows; bookmarked only once its file is committed
@@ -252,8 +258,12 @@ def _day_batches(
             if following is not None and following.day == window.day:
                 continue
             urls = writer.close()
+            if store is not None:  # the day's quarantine files, once its parts are committed
+                store.flush()
         except BaseException as exc:
             writer.abort(exc)
+            if store is not None:
+                store.discard()
             raise
         for finished in done:  # the in-memory bookmark never runs ahead of committed files
             stream.complete_window(finished, context)
@@ -273,22 +283,22 @@ def _day_batches(
 
 
 def _columnar_direct(stream: EventsStream, writer: DayWriter
-                     ) -> t.Callable[[Window, t.Any], int] | None:
+                     ) -> t.Callable[[Window, t.Any, RecordMaker], int] | None:
     """The columnar fast path for one window (the C scanner, `native_columns.write_columns`), or
     None: every row through the reference. Where the scanner stops early, the window's reference
     resumes after the rows it wrote (same export, same rows)."""
     if not stream.use_c_scanner or not isinstance(writer, ColumnarDayWriter):
         return None
 
-    def direct(window: Window, spooled: t.Any) -> int:
+    def direct(window: Window, spooled: t.Any, maker: RecordMaker) -> int:
         from tap_fullstory.native_columns import write_columns
 
-        run = write_columns(spooled.path, writer, stream.record_maker(window))
+        run = write_columns(spooled.path, writer, maker)
         stream.log_fallbacks(window, run)
         written = run.written
         if not run.complete:
             add = writer.add
-            for record in stream._window_records(window, spooled, emitted=written):
+            for record in stream._window_records(window, spooled, maker, emitted=written):
                 add(record)
                 written += 1
         return written

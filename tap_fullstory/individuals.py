@@ -74,7 +74,8 @@ class IndividualsStream(EventsStream):
     def record_maker(self, window: Window) -> RecordMaker:
         """Individual rows -> records: the individual catalogue's columns, CustomVars, no EventId."""
         return RecordMaker(mobile=False, use_keys=False, fields=INDIVIDUAL_FIELDS,
-                           export_start=fmt(window.start), export_end=fmt(window.end))
+                           export_start=fmt(window.start), export_end=fmt(window.end),
+                           **self.text_rules(window))
 
     def source(self) -> IndividualsSource:
         s = self.settings

@@ -10,8 +10,10 @@ pinned to ~=0.54.9 for this reason.
 
 from __future__ import annotations
 
+import enum
 import typing as t
 
+from singer_sdk import metrics
 from singer_sdk.mapper import SameRecordTransform
 
 if t.TYPE_CHECKING:
@@ -65,3 +67,17 @@ def records_pass_unchanged(stream: Stream) -> bool:
         and maps[0].stream_alias == stream.name
         and not maps[0].flattening_enabled
     )
+
+
+class _Metric(str, enum.Enum):
+    """Metric names of the tap's own (the SDK's `metrics.Metric` lists only the SDK's)."""
+
+    QUARANTINED_ROW_COUNT = "quarantined_row_count"
+
+
+def count_quarantined(stream: Stream, rows: int, **tags: t.Any) -> None:
+    """Log the Singer counter metric `quarantined_row_count` (rows set aside by
+    on_bad_row=quarantine) through the SDK's metrics logger, like its `record_count`."""
+    metric = t.cast(metrics.Metric, _Metric.QUARANTINED_ROW_COUNT)
+    with metrics.Counter(metric, {metrics.Tag.STREAM: stream.name, **tags}) as counter:
+        counter.increment(rows)

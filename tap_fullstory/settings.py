@@ -30,6 +30,8 @@ DEFAULT_LOOKBACK = dt.timedelta(days=30)
 #: memory whatever the size of a day; chosen by `make bench-e2e` (README, "End to end").
 DEFAULT_PART_ROWS = 50_000
 BATCH_FORMATS = ("parquet", "jsonl", "arrow")
+NUL_CHOICES = ("strip", "keep")
+BAD_ROW_CHOICES = ("fail", "quarantine")
 #: Compression per format: gzip wraps a JSONL file; Parquet is always zstd inside; Arrow IPC
 #: files compress their buffers (zstd or lz4_frame), which every pyarrow reader undoes.
 BATCH_COMPRESSION = {"jsonl": ("gzip", "none"), "parquet": ("gzip", "none", "zstd"),
@@ -128,6 +130,23 @@ SETTINGS: tuple[Setting, ...] = (
             description="Write rows with the C scanner when it was built at install time (the "
             "fast path; proved equal to the per-record path by the tests). false forces the "
             "per-record path for every row: for debugging, or to rule the scanner out."),
+    Setting("nul_characters", th.StringType, "NUL characters", default="strip",
+            allowed=NUL_CHOICES,
+            description="strip removes NUL characters (U+0000) from every text value and from "
+            "the keys and text inside CustomVars: PostgreSQL and Redshift cannot store them "
+            "(hauser removed them too). keep passes them on, for targets that store them "
+            "(DuckDB, BigQuery, Snowflake). EventId is the same either way."),
+    Setting("on_bad_row", th.StringType, "On a bad row", default="fail",
+            allowed=BAD_ROW_CHOICES,
+            description="What to do with a row that cannot be decoded (not JSON, invalid UTF-8, "
+            "not an object). fail stops at it: the run fails naming the window and row, and "
+            "nothing of that window is bookmarked. quarantine writes the row's raw bytes, "
+            "window and position to a quarantine file (quarantine_path), logs a WARNING with "
+            "the count and loads the rest of the window."),
+    Setting("quarantine_path", th.StringType, "Quarantine directory",
+            description="Local directory for quarantine files (on_bad_row=quarantine): one "
+            "JSON Lines file per window with bad rows. Default in BATCH mode: the batch "
+            "storage root; required otherwise."),
 )
 DEFAULTS: dict[str, t.Any] = {s.name: s.default for s in SETTINGS if s.default is not None}
 
@@ -159,6 +178,9 @@ class Settings:
     poll_timeout: float
     event_id: bool
     c_scanner: bool
+    strip_nul: bool
+    quarantine: bool
+    quarantine_path: str | None
     additional_headers: t.Mapping[str, str]
     batch: BatchSettings | None
     export_fields: str
@@ -187,6 +209,13 @@ class Settings:
         if delay < dt.timedelta(hours=1):
             raise ConfigError(f"export_delay: {delay} is below the minimum of 1h (FullStory data settles late)")
         segment_id = str(_value(config, "segment_id")).strip()
+        batch = BatchSettings.from_config(config.get("batch_config"))
+        nul = _choice(config, "nul_characters", NUL_CHOICES)
+        quarantine = _choice(config, "on_bad_row", BAD_ROW_CHOICES) == "quarantine"
+        quarantine_path = str(config.get("quarantine_path") or "").strip() or None
+        if quarantine and quarantine_path is None and batch is None:
+            raise ConfigError("quarantine_path: on_bad_row=quarantine needs a local directory for "
+                              "the quarantine files (BATCH mode uses the batch storage root)")
         export_fields = str(_value(config, "export_fields"))
         if export_fields not in (ALL_FIELDS, HAUSER_FIELDS):
             raise ConfigError(f"export_fields: {export_fields!r} must be 'all' or 'hauser'")
@@ -205,8 +234,11 @@ class Settings:
             poll_timeout=_positive(config, "poll_timeout"),
             event_id=bool(_value(config, "event_id")),
             c_scanner=bool(_value(config, "c_scanner")),
+            strip_nul=nul == "strip",
+            quarantine=quarantine,
+            quarantine_path=quarantine_path,
             additional_headers=_headers(config),
-            batch=BatchSettings.from_config(config.get("batch_config")),
+            batch=batch,
             export_fields=export_fields,
         )
 
@@ -253,6 +285,14 @@ def _positive(config: t.Mapping[str, t.Any], name: str) -> float:
     if number <= 0:
         raise ConfigError(f"{name}: {value!r} must be greater than 0 seconds")
     return number
+
+
+def _choice(config: t.Mapping[str, t.Any], name: str, choices: tuple[str, ...]) -> str:
+    value = _value(config, name)
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ConfigError(f"{name}: {value!r} must be one of {', '.join(choices)}")
+    return text
 
 
 def _headers(config: t.Mapping[str, t.Any]) -> dict[str, str]:

@@ -19,9 +19,15 @@ from tap_fullstory import native, sdk
 from tap_fullstory.fields import EVENT_ID, EXPORT_START, requested_fields, singer_schema
 from tap_fullstory.keys import EventKeyer, OutOfOrderError
 from tap_fullstory.output import ChunkEncoder, FastSingerWriter, fast_path_allowed, utc_now_text
+from tap_fullstory.quarantine import Quarantine, Store
 from tap_fullstory.records import RecordMaker
 from tap_fullstory.settings import ALL_FIELDS, BUNDLES, Settings
-from tap_fullstory.sources.decode import MalformedExportError, TruncatedExportError, iter_rows
+from tap_fullstory.sources.decode import (
+    MalformedExportError,
+    TruncatedExportError,
+    fail_on_bad_row,
+    iter_rows,
+)
 from tap_fullstory.sources.download import Spooled
 from tap_fullstory.sources.http import FullStoryHTTPStream, quiet_urllib3
 from tap_fullstory.sources.segment_export import SegmentExportSource
@@ -55,6 +61,8 @@ class EventsStream(FullStoryHTTPStream):
         quiet_urllib3()
         self._record_counter: t.Any = None
         self._extracted = utc_now_text()
+        #: Where quarantined rows go (on_bad_row=quarantine); BATCH mode may set it first.
+        self.quarantine_store: Store | None = None
 
     @property
     def check_sorted(self) -> bool:
@@ -110,22 +118,27 @@ class EventsStream(FullStoryHTTPStream):
     @contextlib.contextmanager
     def export(
         self, plan: Plan, window: Window,
-        direct: t.Callable[[Window, Spooled], int] | None = None,
+        direct: t.Callable[[Window, Spooled, RecordMaker], int] | None = None,
     ) -> t.Iterator[t.Iterator[dict]]:
         """Fetch one window's file and give its records; the spool is removed afterwards.
-        With `direct` (the RECORD fast path), it writes the window itself and gives no records."""
+        With `direct` (the fast paths), it writes the window itself and gives no records."""
         begun = time.monotonic()
         spooled = plan.source.fetch(window)
         self._extracted = utc_now_text()
+        maker = self.record_maker(window)
         counter = _Counter()
         try:
             if direct is not None:
-                counter.rows = direct(window, spooled)
+                counter.rows = direct(window, spooled, maker)
                 yield iter(())
             else:
-                yield counter.wrap(self._window_records(window, spooled))
+                yield counter.wrap(self._window_records(window, spooled, maker))
         finally:
             spooled.close()
+        if maker.nul_rows:
+            self.logger.info("Window %s: %d row(s) held NUL characters (U+0000): %s "
+                             "(nul_characters=%s)", window.label, maker.nul_rows,
+                             *(("removed", "strip") if maker.strip_nul else ("kept", "keep")))
         plan.progress.done(window, counter.rows, spooled.size, time.monotonic() - begun)
 
     def get_records(self, context: t.Any) -> t.Iterable[dict]:
@@ -142,7 +155,7 @@ class EventsStream(FullStoryHTTPStream):
                 yield from records  # nothing on the fast path: `direct` wrote them
             self.complete_window(window, context)
 
-    def _write_window(self, window: Window, spooled: Spooled) -> int:
+    def _write_window(self, window: Window, spooled: Spooled, maker: RecordMaker) -> int:
         """The fast path: one window's RECORD lines straight to stdout; returns the rows.
 
         The C scanner (`native.write_records`) writes what it can; if it stops early (malformed
@@ -151,7 +164,7 @@ class EventsStream(FullStoryHTTPStream):
         drop = self.deselected_properties()
         written = 0
         if self.use_c_scanner:
-            encoder = ChunkEncoder(self.name, self._extracted, self.record_maker(window), drop)
+            encoder = ChunkEncoder(self.name, self._extracted, maker, drop)
             run = native.write_records(spooled.path, encoder)
             self.log_fallbacks(window, run)
             if run.complete:
@@ -159,7 +172,7 @@ class EventsStream(FullStoryHTTPStream):
                 return run.written
             written = run.written
         written += FastSingerWriter.write_records(
-            self.name, self._window_records(window, spooled, emitted=written),
+            self.name, self._window_records(window, spooled, maker, emitted=written),
             self._extracted, drop,
         )
         self._record_counter.increment(written)
@@ -170,10 +183,46 @@ class EventsStream(FullStoryHTTPStream):
         return native.AVAILABLE and self.settings.c_scanner
 
     def record_maker(self, window: Window) -> RecordMaker:
-        """The reference for one window's rows."""
+        """The reference for one window's rows (shared by its chunks and its per-record path)."""
         return RecordMaker(mobile=self.settings.include_mobile_fields,
                            use_keys=self.settings.event_id,
-                           export_start=fmt(window.start), export_end=fmt(window.end))
+                           export_start=fmt(window.start), export_end=fmt(window.end),
+                           **self.text_rules(window))
+
+    def text_rules(self, window: Window) -> dict[str, t.Any]:
+        """RecordMaker's NUL rule (nul_characters) for this stream's window."""
+        strip = self.settings.strip_nul
+
+        def on_nul(count: int) -> None:  # kept: say so before the first such row is written
+            if count == 1 and not strip:
+                self.logger.warning(
+                    "Export %s: a row holds a NUL character (U+0000), kept as sent "
+                    "(nul_characters=keep); PostgreSQL and Redshift cannot store it in text: set "
+                    "nul_characters: strip to remove it", window.label)
+
+        return {"strip_nul": strip, "on_nul": on_nul}
+
+    def quarantine(self, window: Window, maker: RecordMaker) -> Quarantine | None:
+        """The window's quarantine (on_bad_row=quarantine), else None: a bad row fails it."""
+        if not self.settings.quarantine:
+            return None
+        if self.quarantine_store is None:
+            self.quarantine_store = Store(self.settings.quarantine_path)
+        return Quarantine(self.quarantine_store, self.name, window, maker.export_start,
+                          maker.export_end)
+
+    def report_quarantine(self, window: Window, quarantine: Quarantine) -> None:
+        """The window completed: its quarantine file takes its place, and the run says so."""
+        location = quarantine.commit()
+        if location is None:
+            return
+        rows = quarantine.rows
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        self.logger.warning(
+            "Export %s: %d row(s) could not be decoded (row %s); quarantined to %s, the rest of "
+            "the window loaded (on_bad_row=quarantine)", window.label, len(rows), shown, location)
+        sdk.count_quarantined(self, len(rows), export_start=quarantine.export_start,
+                              export_end=quarantine.export_end)
 
     def log_fallbacks(self, window: Window, run: native.ChunkRun) -> None:
         """Chunks the C scanner left to the reference, per reason (INFO: they cost speed)."""
@@ -212,22 +261,27 @@ class EventsStream(FullStoryHTTPStream):
             sdk.write_state(self)
 
     def _window_records(
-        self, window: Window, spooled: Spooled, emitted: int = 0
+        self, window: Window, spooled: Spooled, maker: RecordMaker, emitted: int = 0
     ) -> t.Iterator[dict]:
         """Records of one window's file, after the first `emitted` rows (written already); a
         truncated file is downloaded again and resumed after the rows already emitted (same
-        export, same bytes), never emitting a row twice."""
-        maker = self.record_maker(window)
+        export, same bytes), never emitting a row twice. Rows that cannot be decoded fail the
+        window, or go to its quarantine once each however often the file is read."""
         redownloads = 0
         whole_window = False
         current = spooled
+        quarantine = self.quarantine(window, maker)
+        on_bad = quarantine.add if quarantine is not None else fail_on_bad_row
         try:
             while True:
                 try:
-                    for record in maker.records(iter_rows(current.path),
-                                                EventKeyer(whole_window=whole_window), emitted):
+                    rows = iter_rows(current.path, loads=maker.loads, on_bad=on_bad)
+                    for record in maker.records(rows, EventKeyer(whole_window=whole_window),
+                                                emitted):
                         emitted += 1
                         yield record
+                    if quarantine is not None:
+                        self.report_quarantine(window, quarantine)
                     return
                 except OutOfOrderError:
                     self.logger.info(
@@ -236,9 +290,10 @@ class EventsStream(FullStoryHTTPStream):
                     )
                     whole_window = True
                 except MalformedExportError as exc:
-                    raise FatalAPIError(
-                        f"export {window.label}: {exc}; nothing of this window is bookmarked"
-                    ) from None
+                    advice = ("; to set such rows aside in a quarantine file and load the rest, "
+                              "set on_bad_row: quarantine" if exc.row is not None else "")
+                    raise FatalAPIError(f"export {window.label}: {exc}; nothing of this window "
+                                        f"is bookmarked{advice}") from None
                 except TruncatedExportError as exc:
                     redownloads += 1
                     if current.again is None or redownloads > REDOWNLOADS:
@@ -252,6 +307,8 @@ class EventsStream(FullStoryHTTPStream):
                         current.close()
                     current = fresh
         finally:
+            if quarantine is not None:
+                quarantine.abort()  # no-op once committed
             if current is not spooled:
                 current.close()
 

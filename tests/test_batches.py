@@ -392,7 +392,7 @@ def test_target_postgres_loads_parquet_and_jsonl_like_record_mode(
 
 
 def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bool,
-              chunk_bytes: int = 2_000) -> tuple[pa.Table, t.Any]:
+              chunk_bytes: int = 2_000, strip_nul: bool = True) -> tuple[pa.Table, t.Any]:
     """One window's rows written as the day batch would write them: the C scanner (resumed by
     the reference where it stops) or the reference alone. A row given as a str is written
     verbatim (raw JSON text). Returns the table and the scanner's `ChunkRun` (None: reference)."""
@@ -429,7 +429,7 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
                                logging.getLogger("t"), part_rows=10**9, row_group_rows=7,
                                all_names=SCHEMA)
     maker = RecordMaker(mobile=False, use_keys=True, export_start="2024-01-01T00:00:00Z",
-                        export_end="2024-01-02T00:00:00Z")
+                        export_end="2024-01-02T00:00:00Z", strip_nul=strip_nul)
     run, written = None, 0
     if fast:
         saved = native.CHUNK_BYTES
@@ -442,8 +442,8 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
     if run is None or not run.complete:  # as EventsStream._window_records, after `written` rows
         for whole in (False, True):
             try:
-                out = list(maker.records(iter_rows(str(src)), EventKeyer(whole_window=whole),
-                                         written))
+                out = list(maker.records(iter_rows(str(src), loads=maker.loads),
+                                         EventKeyer(whole_window=whole), written))
             except OutOfOrderError:
                 continue
             break

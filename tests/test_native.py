@@ -166,6 +166,8 @@ ROW = '{"EventStart":"2024-01-01T00:00:01.000Z","EventType":"click","UserId":7%s
     (',"PageId":12.0', "integer column holds another number"),
     (',"PageStart":"2024-01-01 00:00:00.000Z"', "timestamp not in FullStory's form"),
     (',"PageUrl":"\\ud800"', "lone surrogate"),
+    (',"PageUrl":"a\\u0000b"', "NUL character"),
+    (',"user_tags_strs":["ok",["\\u0000"]]', "NUL character"),
     (',"PageUrl":"x', "control character in a string"),
 ])
 def test_scanner_refuses_what_it_cannot_prove(extra: str, reason: str) -> None:
@@ -279,3 +281,76 @@ def test_tap_record_mode_same_with_and_without_the_scanner(make_emulator) -> Non
     assert bookmarks(fast) == bookmarks(slow) == [
         "2024-01-01T06:00:00Z", "2024-01-01T12:00:00Z", "2024-01-01T18:00:00Z",
         "2024-01-02T00:00:00Z", "2024-01-02T00:00:00Z"]
+
+
+# --- NUL characters: refused by C, stripped or kept by the reference ------------------------
+
+
+def _nul_lines(seed: int) -> list[str]:
+    """400 random rows as `_lines` writes them, about one in 15 with NUL characters: in a string
+    column, in a custom var, in a list inside one (json.dumps writes them as \\u0000)."""
+    rng = random.Random(seed)
+    rows = [_row(rng, i) for i in range(400)]
+    for i in range(0, 400, 37):
+        rows[i + 1] = dict(rows[i])
+    for row in rows:
+        place = rng.randrange(45)
+        if place == 0:
+            row["EventTargetText"] = "bad\x00text"
+        elif place == 1:
+            row["user_note_str"] = "\x00"
+        elif place == 2:
+            row["user_tags_strs"] = ["a\x00b", ["\x00\x00"]]
+    return [_raw(rng, row) for row in rows]
+
+
+def _nul_encoder(strip: bool) -> t.Any:
+    from tap_fullstory.output import ChunkEncoder
+    from tap_fullstory.records import RecordMaker
+    from tests.fuzz.paths import WINDOW
+
+    maker = RecordMaker(mobile=False, use_keys=True, export_start=WINDOW[0],
+                        export_end=WINDOW[1], strip_nul=strip)
+    return ChunkEncoder("events", "2024-01-02T00:00:00+00:00", maker, ())
+
+
+@pytest.mark.parametrize("strip", [True, False], ids=["strip", "keep"])
+@pytest.mark.parametrize("seed", range(3))
+def test_record_lines_with_nul_equal_the_reference(tmp_path, capfd, small_chunks, seed,
+                                                   strip) -> None:
+    """nul_characters strip and keep: byte for byte the reference's RECORD lines; C wrote the
+    chunks without NUL itself and refused every chunk with one."""
+    import gzip
+
+    text = "".join(line + "\n" for line in _nul_lines(seed)).encode()
+    expected, n = _nul_encoder(strip).encode(text, None)
+    path = tmp_path / "export.ndjson.gz"
+    path.write_bytes(gzip.compress(text))
+    run = native.write_records(str(path), _nul_encoder(strip))
+    out = capfd.readouterr().out.encode()
+    assert (run.written, run.complete, n) == (400, True, 400)
+    assert out == expected
+    assert run.fallbacks["NUL character"] > 0 and run.chunks > sum(run.fallbacks.values())
+    assert (b"\\u0000" in out) is not strip
+
+
+@pytest.mark.parametrize("strip", [True, False], ids=["strip", "keep"])
+def test_day_file_with_nul_equals_the_reference(tmp_path, strip) -> None:
+    lines = _nul_lines(4)
+    fast, run = _day_file(tmp_path, lines, fast=True, chunk_bytes=3_000, strip_nul=strip)
+    slow, _ = _day_file(tmp_path, lines, fast=False, strip_nul=strip)
+    assert fast.num_rows == slow.num_rows == 400
+    assert _bits(fast) == _bits(slow)
+    assert run.fallbacks["NUL character"] > 0 and run.chunks > sum(run.fallbacks.values())
+    texts = fast.column("EventTargetText").to_pylist()
+    assert ("badtext" in texts, "bad\x00text" in texts) == (strip, not strip)
+
+
+def test_event_ids_do_not_depend_on_nul_characters_setting(tmp_path, capfd, small_chunks) -> None:
+    """EventId hashes the values as exported: the same RECORD EventIds under strip and keep."""
+    text = "".join(line + "\n" for line in _nul_lines(5)).encode()
+    ids = []
+    for strip in (True, False):
+        lines, _ = _nul_encoder(strip).encode(text, None)
+        ids.append([orjson.loads(line)["record"]["EventId"] for line in lines.splitlines()])
+    assert ids[0] == ids[1] and len(set(ids[0])) == 400

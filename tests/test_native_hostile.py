@@ -276,6 +276,7 @@ def test_an_old_build_is_not_used() -> None:
         import sys, types
         import tap_fullstory
         old = types.ModuleType("tap_fullstory._columns")  # no API attribute
+        # `from tap_fullstory import _columns` reads the package attribute first (use_build sets it)
         sys.modules["tap_fullstory._columns"] = tap_fullstory._columns = old
         from tap_fullstory import native
         print(native.AVAILABLE, native._columns)

@@ -123,3 +123,20 @@ def test_dry_run_record_limit_is_honoured(emulator, stdout) -> None:
     tap.run_sync_dry_run(dry_run_record_limit=7)  # selects every stream
     records = [m["stream"] for m in stdout.messages() if m["type"] == "RECORD"]
     assert {name: records.count(name) for name in set(records)} == {"events": 7, "individuals": 7}
+
+
+def test_count_quarantined_logs_a_singer_counter_metric(emulator, caplog) -> None:
+    """The SDK's metrics.Counter carries a metric name of the tap's own (its Metric enum lists
+    only the SDK's): one METRIC line, type counter, with the value and the tags."""
+    import logging
+
+    stream = _tap(emulator).streams["events"]
+    with caplog.at_level(logging.INFO, logger="singer_sdk.metrics"):
+        sdk.count_quarantined(stream, 3, export_start=START, export_end=BOOKMARK)
+    points = [json.loads(r.getMessage().split("METRIC: ", 1)[1]) for r in caplog.records
+              if r.getMessage().startswith("METRIC: ")]
+    assert len(points) == 1
+    point = points[0]
+    assert (point["type"], point["metric"], point["value"]) == ("counter", "quarantined_row_count", 3)
+    assert point["tags"]["stream"] == "events"
+    assert (point["tags"]["export_start"], point["tags"]["export_end"]) == (START, BOOKMARK)

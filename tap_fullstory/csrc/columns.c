@@ -8,12 +8,12 @@
  *
  * It proves, or refuses: anything the per-record path could treat differently (a type that does
  * not fit its column, a known field in another case, a duplicate key, an escaped key, a nested
- * object, an integer beyond 64 bits, invalid JSON or UTF-8...) returns (None, reason) and the
- * caller takes the per-record path for that chunk. Float texts are returned for the caller to
- * check against orjson's own shortest form. The GIL is released while scanning, so the chunk must
- * be immutable (bytes, or a memoryview of bytes). Safe for any bytes and any arguments: every
- * read is bounded by the chunk's end, every narrowing to int32 is checked, and bad arguments
- * raise TypeError/ValueError.
+ * object, an integer beyond 64 bits, a NUL character, invalid JSON or UTF-8...) returns (None,
+ * reason) and the caller takes the per-record path for that chunk. Float texts are returned for
+ * the caller to check against orjson's own shortest form. The GIL is released while scanning, so
+ * the chunk must be immutable (bytes, or a memoryview of bytes). Safe for any bytes and any
+ * arguments: every read is bounded by the chunk's end, every narrowing to int32 is checked, and
+ * bad arguments raise TypeError/ValueError.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

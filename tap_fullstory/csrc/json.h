@@ -178,6 +178,9 @@ static const char *scan_string(Ctx *ctx, const char *p, const char *end, Buf *de
                     p += 6;
                 } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                     FAIL("lone surrogate");
+                } else if (cp == 0) {
+                    /* NUL: the reference strips or keeps it (nul_characters), and says so */
+                    FAIL("NUL character");
                 }
                 break;
             default: FAIL("bad escape");

@@ -15,6 +15,8 @@ import typing as t
 import orjson
 from zlib_ng import gzip_ng
 
+from tap_fullstory import text
+
 try:  # ISA-L inflates about a third faster than zlib-ng; both raise EOFError when truncated
     from isal.igzip import IGzipFile as _GzipFile
 except ImportError:  # pragma: no cover - isal has wheels for the usual platforms
@@ -28,7 +30,21 @@ _MAX_ROW = 256 << 20
 
 
 class MalformedExportError(ValueError):
-    """A row of the export is not valid JSON; the message gives its position."""
+    """A row of the export cannot be decoded (or the body is not an export at all); the message
+    gives its position. `row` is the row's number, None when the whole body is at fault."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+#: Told about each row that cannot be decoded: (its number, its raw bytes, the cause). It raises
+#: (the row stops the export) or returns (the row has been set aside; decoding goes on).
+BadRow = t.Callable[[int, bytes, str], None]
+
+
+def fail_on_bad_row(number: int, raw: bytes, cause: str) -> None:
+    raise MalformedExportError(f"row {number} is {cause}", number)
 
 
 class TruncatedExportError(ValueError):
@@ -68,14 +84,19 @@ class _Reader(io.RawIOBase):
         super().close()
 
 
-def iter_rows(path: str, *, skip: int = 0) -> t.Iterator[dict[str, t.Any]]:
-    """Yield each row of an export file (NDJSON or a JSON array), skipping the first `skip`."""
+def iter_rows(path: str, *, skip: int = 0, loads: t.Callable[[bytes], t.Any] = text.loads,
+              on_bad: BadRow = fail_on_bad_row) -> t.Iterator[dict[str, t.Any]]:
+    """Yield each row of an export file (NDJSON or a JSON array), skipping the first `skip`.
+    Rows are numbered from 1 in the file (NDJSON: the line number); a row that cannot be
+    decoded goes to `on_bad` and is neither yielded nor counted in `skip`. The reference passes
+    `RecordMaker.loads`, which also marks the rows that may hold NUL."""
     body: t.BinaryIO | None = None
     try:
         body = open_body(path)
         head = body.peek(64)  # type: ignore[attr-defined]
         first = head.lstrip()[:1]
-        rows = _array_rows(body) if first == b"[" else _ndjson_rows(body)
+        rows = (_array_rows(body, loads, on_bad) if first == b"[" else
+                _ndjson_rows(body, loads, on_bad))
         for index, row in enumerate(rows):
             if index >= skip:
                 yield row
@@ -128,28 +149,31 @@ def body_blocks(path: str, block: int = CHUNK) -> t.Iterator[bytes]:
             layer.close()
 
 
-def _ndjson_rows(body: t.BinaryIO) -> t.Iterator[dict[str, t.Any]]:
-    loads = orjson.loads
+def _ndjson_rows(body: t.BinaryIO, loads: t.Callable[[bytes], t.Any], bad: BadRow
+                 ) -> t.Iterator[dict[str, t.Any]]:
     for number, line in enumerate(body, start=1):
         if not line.strip():
             continue
         try:
             row = loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedExportError(f"row {number} is not valid JSON ({exc})") from None
+        except ValueError as exc:  # orjson.JSONDecodeError
+            bad(number, line.removesuffix(b"\n"), _invalid(line, exc))
+            continue
         if not isinstance(row, dict):
-            raise MalformedExportError(f"row {number} is not a JSON object")
+            bad(number, line.removesuffix(b"\n"), "not a JSON object")
+            continue
         yield row
 
 
-def _array_rows(body: t.BinaryIO) -> t.Iterator[dict[str, t.Any]]:
+def _array_rows(body: t.BinaryIO, loads: t.Callable[[bytes], t.Any], bad: BadRow
+                ) -> t.Iterator[dict[str, t.Any]]:
     """Rows of one JSON array, cut at '},{' candidates and confirmed by parsing.
 
     A cut inside a string can never parse (its prefix ends inside that string, so the parser
     reports "end of data" exactly at its end): such a piece is joined with the next one. Any other
-    parse failure is a malformed row, located precisely by `_strict`.
+    parse failure is a bad row, located precisely by `_strict`. A bad element without its closing
+    brace cannot be told from the element after it: both go to `bad` as one piece.
     """
-    loads = orjson.loads
     acc = b""
     number = 0
     eof = False
@@ -173,53 +197,76 @@ def _array_rows(body: t.BinaryIO) -> t.Iterator[dict[str, t.Any]]:
             try:
                 row = loads(candidate)
             except orjson.JSONDecodeError as exc:
-                if exc.pos < len(candidate) or len(acc) > _MAX_ROW:
-                    yield from _strict(candidate, number)
-                acc = acc + parts[i] + parts[i + 1]
+                if _cut_inside_a_string(exc, candidate) and len(acc) <= _MAX_ROW:
+                    acc = acc + parts[i] + parts[i + 1]
+                    continue
+                number = yield from _strict(candidate, number, loads, bad)
+                acc = b"{" + parts[i + 1]
                 continue
             number += 1
-            yield row
+            if isinstance(row, dict):
+                yield row
+            else:
+                bad(number, candidate, "not a JSON object")
             acc = b"{" + parts[i + 1]
-    yield from _finish(acc, number)
+    yield from _finish(acc, number, loads, bad)
 
 
-def _finish(tail: bytes, number: int) -> t.Iterator[dict[str, t.Any]]:
-    """Parse what is left once the body has ended: the last row and the closing bracket."""
-    text = tail.rstrip()
-    if not text.endswith(b"]"):
-        raise MalformedExportError(f"the JSON array is not closed after row {number}")
-    text = text[:-1].rstrip()
-    if not text:
-        return
+def _invalid(raw: bytes, exc: Exception) -> str:
+    """Why a row could not be decoded: invalid UTF-8 (where), else the JSON parser's message."""
     try:
-        row = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        yield from _strict(text, number)
-        return
-    if not isinstance(row, dict):
-        raise MalformedExportError(f"row {number + 1} is not a JSON object")
-    yield row
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not valid UTF-8 (byte 0x{raw[bad.start]:02x} at offset {bad.start})"
+    # orjson's message has the position in the row; json's (in `_strict`) in the piece: left out
+    detail = exc if isinstance(exc, orjson.JSONDecodeError) else getattr(exc, "msg", exc)
+    return f"not valid JSON ({detail})"
 
 
-def _strict(text: bytes, number: int) -> t.Iterator[dict[str, t.Any]]:
-    """Decode comma-separated rows one by one and raise at the first invalid one, by position."""
+def _cut_inside_a_string(exc: orjson.JSONDecodeError, piece: bytes) -> bool:
+    """The parser stopped at the very end of the piece (orjson counts characters, not bytes)."""
+    return exc.pos >= len(piece.decode("utf-8", "surrogateescape"))
+
+
+def _finish(tail: bytes, number: int, loads: t.Callable[[bytes], t.Any], bad: BadRow
+            ) -> t.Iterator[dict[str, t.Any]]:
+    """Parse what is left once the body has ended: the last rows and the closing bracket."""
+    text = tail.rstrip()
+    closed = text.endswith(b"]")
+    text = text[:-1].rstrip() if closed else text
+    if text:
+        number = yield from _strict(text, number, loads, bad)
+    if not closed:
+        raise MalformedExportError(f"the JSON array is not closed after row {number}")
+
+
+def _strict(text: bytes, number: int, loads: t.Callable[[bytes], t.Any], bad: BadRow
+            ) -> t.Generator[dict[str, t.Any], None, int]:
+    """Decode comma-separated rows one by one (Python's json finds where each ends; `loads`
+    decides); the first invalid one and the rest of the piece, which has no reliable row
+    boundary, go to `bad` as one row. Returns the number of the last row."""
     decoder = json.JSONDecoder()
-    as_text = text.decode("utf-8", errors="replace")
+    # surrogateescape: one character per undecodable byte, so the raw bytes can be given back
+    as_text = text.decode("utf-8", errors="surrogateescape")
     position = 0
     while True:
         while position < len(as_text) and as_text[position] in " \t\r\n":
             position += 1
-        try:
-            row, end = decoder.raw_decode(as_text, position)
-        except json.JSONDecodeError as exc:
-            raise MalformedExportError(f"row {number + 1} is not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise MalformedExportError(f"row {number + 1} is not a JSON object")
         number += 1
-        yield orjson.loads(as_text[position:end])
-        rest = as_text[end:].lstrip()
+        try:
+            _, end = decoder.raw_decode(as_text, position)
+            row = loads(as_text[position:end].encode("utf-8", "surrogateescape"))
+            rest = as_text[end:].lstrip()
+            if rest and not rest.startswith(","):
+                raise ValueError("text after the row")
+        except ValueError as exc:  # json's and orjson's JSONDecodeError too
+            cause = _invalid(as_text[position:].encode("utf-8", "surrogateescape"), exc)
+        else:
+            cause = "" if isinstance(row, dict) else "not a JSON object"
+        if cause:
+            bad(number, as_text[position:].encode("utf-8", "surrogateescape"), cause)
+            return number
+        yield row
         if not rest:
-            return
-        if not rest.startswith(","):
-            raise MalformedExportError(f"row {number + 1} is not valid JSON")
+            return number
         position = len(as_text) - len(rest) + 1

@@ -1,17 +1,25 @@
 """Fault scripting: "the nth request to endpoint E gets fault K", for retry/resume tests.
 
 Requests are counted per endpoint since start/reset; a fault matches requests nth .. nth+times-1.
+
+`raw_row` serves bytes the emulator's own encoder could never write (a lone surrogate escape,
+invalid UTF-8, a raw NUL, a truncated line...) verbatim in the file: params `raw_b64` (the bytes,
+base64; the Python API also takes `raw=b"..."`), `row` (1-based position in the file; default 1;
+past the last row: appended), `mode` (`insert`, the default: the other rows stay as they are,
+or `replace`) and `truncate` (also cut the body in half, as `truncated_gzip` does). In NDJSON the bytes are one line (or several, if they hold newlines); in a JSON
+array one element (the bytes go between the commas as they are).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import threading
 import typing as t
 
 ENDPOINTS = ("create", "operation", "operations_list", "results", "download", "list", "get", "segments")
 ANY = ("429_json", "429_html", "500", "503", "reset", "404", "401")
-BODY = ("reset_after_bytes", "truncated_gzip", "malformed_row", "expired")  # download/get only
+BODY = ("reset_after_bytes", "truncated_gzip", "malformed_row", "raw_row", "expired")  # download/get only
 OPERATION = ("failed", "stuck_pending")  # operation only
 KINDS = ANY + BODY + OPERATION
 
@@ -38,6 +46,21 @@ class Fault:
         self.nth, self.times = int(self.nth), int(self.times)
         if self.nth < 1 or self.times < 1:
             raise ValueError("nth and times must be >= 1")
+        if self.kind == "raw_row":
+            raw = self.params.pop("raw", None)
+            if raw is not None:
+                self.params["raw_b64"] = base64.b64encode(bytes(raw)).decode()
+            if not isinstance(self.params.get("raw_b64"), str):
+                raise ValueError("raw_row needs raw_b64 (the row's bytes, base64)")
+            if self.params.setdefault("mode", "insert") not in ("insert", "replace"):
+                raise ValueError("raw_row mode must be insert or replace")
+            if int(self.params.setdefault("row", 1)) < 1:
+                raise ValueError("raw_row row must be >= 1")
+
+    def raw_row(self) -> tuple[int, bytes, bool]:
+        """(position, bytes, replace) of a raw_row fault."""
+        return (int(self.params["row"]), base64.b64decode(self.params["raw_b64"]),
+                self.params["mode"] == "replace")
 
     def matches(self, endpoint: str, request_no: int) -> bool:
         return endpoint == self.endpoint and self.nth <= request_no < self.nth + self.times

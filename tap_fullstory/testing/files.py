@@ -44,6 +44,8 @@ class FileSpec:
     fmt: str = "FORMAT_JSON"
     row_type: str = "TYPE_EVENT"
     corrupt_row: int = 0  # 1-based row replaced by invalid data (fault injection); 0 = none
+    #: Raw bytes served verbatim (fault injection): (1-based position, bytes, replace?); JSON only.
+    raw_rows: tuple[tuple[int, bytes, bool], ...] = ()
 
 
 class Selector:
@@ -167,6 +169,8 @@ def write_file(source: Source, spec: FileSpec, path: Path, progress: t.Callable[
             writer.writerow(cols)
         elif fmt == "FORMAT_JSON":
             sink.write(b"[")
+        pending = sorted(spec.raw_rows)  # raw rows not placed yet, by position
+        wrote = False  # any JSON element written yet (a comma goes before the next)
         for batch in batches:
             if individual:
                 batch = [{k: v for k, v in r.items() if sel.keep(k)} for r in batch]
@@ -185,22 +189,48 @@ def write_file(source: Source, spec: FileSpec, path: Path, progress: t.Callable[
                 pieces = [orjson.dumps(r, default=orjson_default, option=opt) for r in batch]
                 if spec.corrupt_row and rows_out < spec.corrupt_row <= rows_out + len(pieces):
                     pieces[spec.corrupt_row - rows_out - 1] = _BAD_JSON_ROW
-                if fmt == "FORMAT_JSON":
-                    out = (b"," if rows_out and pieces else b"") + b",".join(pieces)
-                else:
-                    out = b"".join(p + b"\n" for p in pieces)
+                pieces = _place_raw(pieces, rows_out, pending)
+                out = _json_pieces(pieces, fmt, wrote)
+                wrote = wrote or bool(pieces)
             rows_out += len(batch)
             sink.write(out)
             if progress:
                 progress(rows_out)
         if writer is not None and buf.tell():
             sink.write(buf.getvalue().encode())
+        if writer is None and pending:  # raw rows past the last row: appended
+            sink.write(_json_pieces([raw for _, raw, _ in pending], fmt, wrote))
         if fmt == "FORMAT_JSON":
             sink.write(b"]")
     finally:
         sink.close()
     os.replace(tmp, path)
     return rows_out
+
+
+def _place_raw(pieces: list[bytes], before: int, pending: list[tuple[int, bytes, bool]]
+               ) -> list[bytes]:
+    """Put the raw rows whose position falls in this batch (rows before+1 .. before+len) in
+    place, inserted or replacing; placed ones leave `pending`."""
+    if not pending or pending[0][0] > before + len(pieces):
+        return pieces
+    out = list(pieces)
+    shift = 0  # inserted so far in this batch
+    while pending and pending[0][0] <= before + len(pieces):
+        position, raw, replace = pending.pop(0)
+        index = position - before - 1 + shift
+        if replace:
+            out[index] = raw
+        else:
+            out.insert(index, raw)
+            shift += 1
+    return out
+
+
+def _json_pieces(pieces: list[bytes], fmt: str, wrote: bool) -> bytes:
+    if fmt == "FORMAT_JSON":
+        return (b"," if wrote and pieces else b"") + b",".join(pieces)
+    return b"".join(p + b"\n" for p in pieces)
 
 
 @dataclasses.dataclass

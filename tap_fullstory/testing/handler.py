@@ -329,13 +329,16 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "malformed_row":
             spec = dataclasses.replace(spec, corrupt_row=int(fault.params.get("row", 1)) if fault else 1)
             entry = emu.cache.get(spec, background=False)
+        elif kind == "raw_row" and fault is not None:
+            spec = dataclasses.replace(spec, raw_rows=(fault.raw_row(),))
+            entry = emu.cache.get(spec, background=False)
         entry.done.wait()
         if entry.error:
             return self._error(500, "internal", f"could not build the file: {entry.error}")
         size = entry.size
         first, last, status = 0, size - 1, 200
         rng = self.headers.get("Range", "")
-        if kind == "truncated_gzip":
+        if kind == "truncated_gzip" or (kind == "raw_row" and fault and fault.params.get("truncate")):
             last = size // 2 - 1
         elif m := re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", rng):
             if m[1]:
