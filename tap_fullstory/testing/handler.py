@@ -46,6 +46,7 @@ class _Operation:
     spec: FileSpec
     entry: Entry
     created_us: int
+    created_mono: float = dataclasses.field(default_factory=time.monotonic)
     finished_us: int = 0
     state: str = "PENDING"
     pct: int = 0
@@ -209,9 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
         spec = FileSpec("export", bounds[0], bounds[1], fields, fmt, row_type)
         op = _Operation(id=secrets.token_hex(12), search_export_id=secrets.token_urlsafe(32), segment_id=segment,
                         spec=spec, entry=emu.cache.get(spec), created_us=_now_us())
-        with emu._lock:
-            emu._ops[op.id] = op
-            emu._by_export[op.search_export_id] = op
+        if wait := emu.admit(op):
+            return self._error(429, "resource_exhausted", "too many exports are being prepared; retry later",
+                               {"Retry-After": str(wait)})
         self._json(200, {"operationId": op.id})
 
     def _operation(self, op_id: str, fault: _faults.Fault | None) -> None:
@@ -230,14 +231,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, doc)
 
     def _advance(self, op: _Operation) -> None:
+        """PENDING until the file is built and (--prepare-seconds) its preparation time has passed, then
+        --pending-polls more polls; estimatePctComplete rises meanwhile (with the elapsed share of that time)."""
         emu = self.server.emu
         if op.state != "PENDING":
             return
+        now = time.monotonic()
+        ready = emu.ready_at(op)
         if op.error or op.entry.error:
             op.error = op.error or f"export failed: {op.entry.error}"
             op.state, op.finished_us = "FAILED", _now_us()
-        elif op.stuck or not op.entry.done.is_set() or op.polls_after_ready < emu.pending_polls:
-            if op.entry.done.is_set() and not op.stuck:
+        elif ready is not None and not op.stuck and now < ready:
+            share = (now - op.created_mono) / max(1e-9, ready - op.created_mono)
+            op.pct = max(op.pct, min(99, int(100 * share)))
+        elif op.stuck or ready is None or op.polls_after_ready < emu.pending_polls:
+            if ready is not None and not op.stuck:
                 op.polls_after_ready += 1
             op.pct = min(99, max(op.pct + 1, op.pct + (99 - op.pct) // 3))
         else:
