@@ -17,6 +17,9 @@ DEFAULT_API_URL = {SEGMENT_EXPORT: "https://api.fullstory.com", BUNDLES: "https:
 DEFAULT_WINDOW = "6h"
 DEFAULT_DELAY = "24h"
 DEFAULT_LOOKBACK = dt.timedelta(days=30)
+#: Exports created ahead and not yet emitted (1 = one window after another); see sources/pipeline.py.
+DEFAULT_PENDING_EXPORTS = 4
+MAX_PENDING_EXPORTS = 16
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Settings:
     poll_interval: float
     poll_timeout: float
     event_id: bool
+    max_pending_exports: int = DEFAULT_PENDING_EXPORTS
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any], *, now: dt.datetime | None = None) -> Settings:
@@ -73,6 +77,7 @@ class Settings:
             poll_interval=_positive(config, "poll_interval", 5),
             poll_timeout=_positive(config, "poll_timeout", 3600),
             event_id=bool(config.get("event_id", True)),
+            max_pending_exports=_pending_exports(config),
         )
 
 
@@ -85,6 +90,16 @@ def _positive(config: t.Mapping[str, t.Any], name: str, default: float) -> float
     if number <= 0:
         raise ConfigError(f"{name}: {value!r} must be greater than 0 seconds")
     return number
+
+
+def _pending_exports(config: t.Mapping[str, t.Any]) -> int:
+    value = config.get("max_pending_exports", DEFAULT_PENDING_EXPORTS)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PENDING_EXPORTS:
+        raise ConfigError(
+            f"max_pending_exports: {value!r} must be a whole number from 1 (one export at a time) "
+            f"to {MAX_PENDING_EXPORTS}"
+        )
+    return value
 
 
 def _floor_day(moment: dt.datetime) -> dt.datetime:

@@ -9,7 +9,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
 from tap_fullstory.output import FastSingerWriter
-from tap_fullstory.settings import DEFAULT_DELAY, DEFAULT_WINDOW, Settings
+from tap_fullstory.settings import DEFAULT_DELAY, DEFAULT_PENDING_EXPORTS, DEFAULT_WINDOW, Settings
 from tap_fullstory.sources.http import MAX_TRIES
 from tap_fullstory.streams import EventsStream
 from tap_fullstory.windows import ConfigError
@@ -60,6 +60,12 @@ class TapFullStory(Tap):
                     description="Seconds between polls of an export operation."),
         th.Property("poll_timeout", th.NumberType, default=3600, title="Poll timeout",
                     description="Seconds an export operation may stay pending before the run fails."),
+        th.Property("max_pending_exports", th.IntegerType, default=DEFAULT_PENDING_EXPORTS,
+                    title="Max pending exports",
+                    description="Segment exports created ahead and not yet emitted (the one being "
+                    "read included), so FullStory prepares the next windows while this one is "
+                    "downloaded and read. 1 = one window after another. Output and state are the "
+                    "same either way."),
         th.Property("additional_headers", th.ObjectType(additional_properties=th.StringType),
                     title="Additional headers",
                     description="Extra HTTP headers for every FullStory API call (not the signed "

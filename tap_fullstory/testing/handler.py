@@ -32,6 +32,10 @@ _RESULTS_RE = re.compile(r"^/search/v1/exports/([^/]+)/results$")
 _CHUNK = 1 << 20
 
 
+def _iso(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -123,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             return self._error(404, "not_found", f"no route for {method} {path}")
         endpoint, handler, arg = route
-        _, fault = emu.book.hit(endpoint)
+        _, fault = emu.book.hit(endpoint, lambda: self._window_of(endpoint, arg))
         if fault is not None and fault.kind in _faults.ANY:
             return self._generic_fault(fault)
         if endpoint != "download" and self.headers.get("Authorization", "") != f"Basic {emu.api_key}":
@@ -149,6 +153,28 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/segments/v1" and read:
             return "segments", self._segments, ""
         return None
+
+    def _window_of(self, endpoint: str, arg: str) -> list[str] | None:
+        """[start, end) of the export window a request is about (for the fault log), if known."""
+        emu = self.server.emu
+        spec: FileSpec | None = None
+        if endpoint == "create":
+            try:
+                rng = orjson.loads(self.body or b"null").get("timeRange") or {}
+                return [str(rng.get("start", "")), str(rng.get("end", ""))]
+            except (ValueError, AttributeError):
+                return None
+        op = (emu._ops.get(arg) if endpoint == "operation" else emu._by_export.get(arg) if endpoint == "results"
+              else (emu._tokens.get(arg) or (None,))[0] if endpoint == "download" else None)
+        if op is not None:
+            spec = op.spec
+        elif endpoint == "get":
+            raw = str(self._params().get("id"))
+            bundle = next((b for b in emu._bundles if str(b["Id"]) == raw), None)
+            return [_iso(bundle["Start"]), _iso(bundle["Stop"])] if bundle else None
+        if spec is None or spec.start_us is None or spec.end_us is None:
+            return None
+        return [_iso(spec.start_us // 1_000_000), _iso(spec.end_us // 1_000_000)]
 
     def _generic_fault(self, fault: _faults.Fault) -> None:
         kind, p = fault.kind, fault.params
