@@ -69,6 +69,7 @@ class Emulator:
         self._rate_limited = 0
         self._preparing_max = 0
         self._too_many_exports = 0
+        self._failing: dict[int | None, str] = {}
         self._bundles = self._make_bundles()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -114,6 +115,19 @@ class Emulator:
     def add_fault(self, endpoint: str, kind: str, nth: int = 1, times: int = 1, **params: t.Any) -> None:
         """The nth..nth+times-1 requests to endpoint (counted since start/reset) get this fault."""
         self.book.add(_faults.Fault(endpoint, kind, nth, times, params))
+
+    def fail_exports(self, start: t.Any, message: str | None = "export failed: internal error (injected)") -> None:
+        """Every export of the window starting at `start` (made or to be made) ends FAILED with `message`
+        at its next poll; message=None lets that window's new exports succeed again."""
+        key = to_us(start)
+        with self._lock:
+            if message is None:
+                self._failing.pop(key, None)
+                return
+            self._failing[key] = message
+            for op in self._ops.values():
+                if op.spec.start_us == key and op.state == "PENDING":
+                    op.error = message
 
     def clear_faults(self) -> None:
         self.book.clear()
@@ -186,6 +200,7 @@ class Emulator:
                 self._too_many_exports += 1
                 ends = [r for r in map(self.ready_at, busy) if r is not None]
                 return max(1, math.ceil(min(ends) - now)) if ends else 1
+            op.error = self._failing.get(op.spec.start_us, "")
             self._ops[op.id] = op
             self._by_export[op.search_export_id] = op
             self._preparing_max = max(self._preparing_max, len(busy) + 1)
