@@ -131,9 +131,15 @@ class Pipeline:
 
     def _start(self) -> None:
         if not self._threads:
+            self.logger.info(
+                "Exports of up to %d windows ahead are prepared while a window is read "
+                "(max_pending_exports=%d)", self.max_pending - 1, self.max_pending,
+            )
             self._threads = [
-                threading.Thread(target=self._prepare_loop, name="fullstory-prepare", daemon=True),
-                threading.Thread(target=self._download_loop, name="fullstory-download", daemon=True),
+                threading.Thread(target=self._guard(self._prepare_loop), name="fullstory-prepare",
+                                 daemon=True),
+                threading.Thread(target=self._guard(self._download_loop), name="fullstory-download",
+                                 daemon=True),
             ]
             for thread in self._threads:
                 thread.start()
@@ -212,6 +218,21 @@ class Pipeline:
                             return
                         slot.spooled = spooled
             slot.done.set()
+
+    def _guard(self, loop: t.Callable[[], None]) -> t.Callable[[], None]:
+        """A worker that stops unexpectedly fails every window not yet handed out (the stream
+        would otherwise wait for them forever)."""
+
+        def run() -> None:
+            try:
+                loop()
+            except BaseException as exc:
+                with self._cond:
+                    pending = [slot for slot in self._slots if not slot.done.is_set()]
+                for slot in pending:
+                    self._fail(slot, exc)
+
+        return run
 
     def _fail(self, slot: _Slot, exc: BaseException) -> None:
         slot.error = exc
