@@ -21,6 +21,7 @@ venv: $(STAMP)
 # themselves (session fixtures) and stopped when they finish.
 test: venv services-venvs
 	$(BIN)/ruff check tap_fullstory tests bench
+	$(BIN)/mypy tap_fullstory
 	$(BIN)/pytest
 
 test-fast: venv
@@ -42,4 +43,6 @@ readme: venv
 	$(BIN)/python scripts/readme_settings.py
 include ci/demo.mk
 include ci/bench.mk
+include ci/sanitize.mk
+include ci/snowflake.mk
 include ci/backfill.mk

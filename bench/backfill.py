@@ -7,8 +7,8 @@ each export, for the tap one window at a time, the tap pipelined, and hauser.
 One emulator (in this process, loopback) serves ``--days`` of synthetic events; each export stays
 PENDING for ``--prepare`` seconds after its creation (``BASE[,PER_MB]``: BASE plus PER_MB per MB
 of the gzip file), with ``estimatePctComplete`` rising, as FullStory's do. Every window's file is
-built before anything is timed (for the tap's request and for hauser's, whose field list is read
-from its first request), so a run only waits for the preparation and downloads. For each
+built before anything is timed (for the tap's request and for hauser's, each read from the
+client's first request), so a run only waits for the preparation and downloads. For each
 ``--prepare`` setting, each of these runs the whole backfill:
 
   tap, max_pending_exports=N   for each ``--pending`` N (1 = one window after another): RECORD
@@ -48,7 +48,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import _rss, _tree  # noqa: E402
-from tap_fullstory.fields import requested_fields  # noqa: E402
 from tap_fullstory.settings import DEFAULT_PENDING_EXPORTS  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "backfill.json"
@@ -151,19 +150,22 @@ class Bench:
 
     def emulator_figures(self) -> dict[str, t.Any]:
         stats = self.emu.stats()
-        return {k: stats[k] for k in ("requests", "max_preparing", "too_many_exports", "operations")}
+        return {k: stats[k] for k in ("requests", "max_preparing", "too_many_exports")}
 
-    def tap(self, pending: int) -> dict[str, t.Any]:
+    def tap_command(self, pending: int) -> list[str]:
         config = {"api_key": KEY, "api_url": self.emu.base_url, "start_date": iso(START),
                   "end_date": iso(self.end), "export_window": self.args.window, "poll_interval": 5,
                   "max_pending_exports": pending}
         cfg = self.work / f"tap-{pending}.json"
         cfg.write_text(json.dumps(config))
+        return [sys.executable, "-m", "tap_fullstory.tap", "--config", str(cfg)]
+
+    def tap(self, pending: int) -> dict[str, t.Any]:
+        command = self.tap_command(pending)
         self.idle()
         with open(self.work / f"tap-{pending}.err", "wb") as err:
             began = time.perf_counter()
-            tap = subprocess.Popen([sys.executable, "-m", "tap_fullstory.tap", "--config", str(cfg)],
-                                   stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
+            tap = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
             meter = Meter(tap.pid)
             digest = subprocess.Popen([sys.executable, __file__, "--digest"], stdin=tap.stdout,
                                       stdout=subprocess.PIPE)
@@ -198,9 +200,8 @@ class Bench:
             f'TmpDir = "{tmp}"', "[local]", f'SaveDir = "{save}"', "UseStartTime = true", ""]))
         return [str(binary), "-c", str(toml)], save, save / ".sync.hauser"
 
-    def hauser_fields(self, binary: Path) -> tuple[tuple[str, ...], str]:
-        """The fields and format of hauser's export requests (from its first one)."""
-        cmd, _, _ = self.hauser_config(binary, "probe")
+    def request_of(self, cmd: list[str], who: str) -> tuple[tuple[str, ...], str]:
+        """The fields and format of a client's export requests (read from its first one)."""
         known = set(self.emu._ops)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.work)
         try:
@@ -210,7 +211,7 @@ class Bench:
                 if new:
                     return new[0].spec.fields, new[0].spec.fmt
                 time.sleep(0.1)
-            raise SystemExit("hauser made no export request within 60 s")
+            raise SystemExit(f"{who} made no export request within 60 s")
         finally:
             proc.kill()
             proc.wait()
@@ -322,12 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hauser: {hauser_note}", flush=True)
         bench = Bench(args, work)
         try:
-            rows, seconds = bench.warm(tuple(requested_fields(mobile=False)), "FORMAT_NDJSON")
+            rows, seconds = bench.warm(*bench.request_of(bench.tap_command(1), "the tap"))
             print(f"built the tap's {len(bench.windows)} exports: {rows:,} events in {seconds:.0f} s", flush=True)
             if binary is not None:
-                fields, fmt = bench.hauser_fields(binary)
-                _, seconds = bench.warm(fields, fmt)
-                print(f"built hauser's {len(bench.windows)} exports ({fmt}) in {seconds:.0f} s", flush=True)
+                _, seconds = bench.warm(*bench.request_of(bench.hauser_config(binary, "probe")[0], "hauser"))
+                print(f"built hauser's {len(bench.windows)} exports in {seconds:.0f} s", flush=True)
             results = []
             for setting in args.prepare:
                 bench.emu.prepare_base, bench.emu.prepare_per_mb = parse_prepare(setting)

@@ -1,8 +1,9 @@
 """`make demo`: the local FullStory emulator -> `meltano run tap-fullstory target-duckdb` -> a short summary.
 
 Starts the emulator with a sample organisation (3 UTC days from 2024-01-01, a few hundred events a day), runs
-Meltano's `dev` environment against it, prints rows per UTC day, the top event types and the most common custom
-vars from output/fullstory.duckdb, and stops the emulator (also when anything fails or on Ctrl-C).
+Meltano's `dev` environment against it (both streams: events and individuals), prints rows per UTC day, users per
+day, the top event types, the top individuals and the most common custom vars from output/fullstory.duckdb, and
+stops the emulator (also when anything fails or on Ctrl-C).
 
 Run it again: Meltano's state (the bookmark 2024-01-04T00:00:00Z in .meltano/meltano.db) makes the second run
 export nothing and add 0 rows. `rm -rf output .meltano/meltano.db` starts over.
@@ -26,12 +27,26 @@ DB = ROOT / "output" / "fullstory.duckdb"
 # The sample organisation; must agree with the `dev` environment in meltano.yml (start_date, end_date, api_key).
 START, DAYS, EVENTS_PER_HOUR, SEED, API_KEY = "2024-01-01T00:00:00Z", 3, 12, 7, "test-key"
 TABLE = "main.events"  # target-duckdb lower-cases column names: eventstart, eventtype, customvars, ...
+PEOPLE = "main.individuals"  # one row per individual (key indvid), upserted by target-duckdb
 
 SUMMARY_SQL = {
     "Rows per UTC day": f"""
         select strftime(eventstart::date, '%Y-%m-%d') as day, count(*) as events,
                count(distinct sessionid) as sessions, count(distinct userid) as users
         from {TABLE} group by 1 order by 1""",
+    "Users per UTC day (events joined to individuals)": f"""
+        with e as (select *, eventstart::date as d, min(eventstart::date) over (partition by indvid) as first_day
+                   from {TABLE})
+        select strftime(d, '%Y-%m-%d') as day, count(distinct indvid) as individuals,
+               count(distinct indvid) filter (where i.uid <> '') as identified,
+               count(distinct indvid) filter (where first_day = d) as new,
+               round(count(*) / count(distinct indvid), 1) as events_per_individual
+        from e left join {PEOPLE} i using (indvid) group by d order by d""",
+    "Top individuals (individuals table)": f"""
+        select indvid, coalesce(nullif(uid, ''), '(anonymous)') as uid, numevents, numsessions,
+               round(totalsec / 60, 1) as minutes, strftime(lasteventstart, '%Y-%m-%d %H:%M') as last_event,
+               coalesce(customvars ->> '$.user_plan_str', '') as plan
+        from {PEOPLE} order by numevents desc, indvid limit 5""",
     "Top event types": f"""
         select eventtype, count(*) as events from {TABLE} group by 1 order by 2 desc, 1 limit 5""",
     "Most common custom vars (CustomVars JSON)": f"""
@@ -59,14 +74,14 @@ def _connect(db: Path):
     return duckdb.connect(str(db), read_only=True)
 
 
-def count_rows(db: Path) -> int:
+def count_rows(db: Path, table: str = TABLE) -> int:
     if not db.exists():
         return 0
     con = _connect(db)
     try:
-        exists = con.execute("select count(*) from information_schema.tables "
-                             "where table_schema = 'main' and table_name = 'events'").fetchone()[0]
-        return int(con.execute(f"select count(*) from {TABLE}").fetchone()[0]) if exists else 0
+        exists = con.execute("select count(*) from information_schema.tables where table_schema = 'main' "
+                             "and table_name = ?", [table.split(".")[-1]]).fetchone()[0]
+        return int(con.execute(f"select count(*) from {table}").fetchone()[0]) if exists else 0
     finally:
         con.close()
 
@@ -134,7 +149,7 @@ def main() -> int:
     # SIGTERM (e.g. from a CI timeout) -> SystemExit, so the `finally` below stops the emulator.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     DB.parent.mkdir(parents=True, exist_ok=True)
-    before = count_rows(DB)
+    before, people_before = count_rows(DB), count_rows(DB, PEOPLE)
     emulator = None
     try:
         t0 = time.monotonic()
@@ -163,9 +178,11 @@ def main() -> int:
         if emulator is not None:
             log("emulator stopped")
 
-    after = count_rows(DB)
+    after, people = count_rows(DB), count_rows(DB, PEOPLE)
     log(f"{DB.relative_to(ROOT)}: {after} rows in events ({after - before} added by this run"
         + (", none: the state bookmark says everything up to 2024-01-04 is loaded)" if after == before else ")"))
+    log(f"{DB.relative_to(ROOT)}: {people} rows in individuals ({people - people_before} added by this run; "
+        "one row per individual, updated in place)")
     summary_with_fallback(DB)
     print(f"\nExplore: .meltano/loaders/target-duckdb/venv/bin/python -c \"import duckdb; "
           f"print(duckdb.connect('{DB.relative_to(ROOT)}', read_only=True).sql('from events limit 5'))\"")

@@ -45,6 +45,21 @@ MOBILE_FIELDS: tuple[tuple[str, str], ...] = (
 #: Wildcards that make the segment export include every custom variable.
 CUSTOM_VAR_WILDCARDS: tuple[str, ...] = ("user_*", "evt_*", "page_*")
 
+#: The fields of a ``TYPE_INDIVIDUAL`` export (FullStory's export-fields reference), one row per
+#: individual. Durations are seconds; FullStory's own SDK types them as JavaScript numbers, so
+#: they are ``number`` here (an integer fits, a fraction is never rejected).
+INDIVIDUAL_FIELDS: tuple[tuple[str, str], ...] = (
+    ("IndvId", INT), ("Created", TS), ("Uid", STR), ("DisplayName", STR), ("Email", STR),
+    ("NumSessions", INT), ("NumPages", INT), ("NumEvents", INT), ("TotalSec", FLOAT),
+    ("ActiveSec", FLOAT), ("AvgSessionSec", FLOAT), ("AvgSessionActiveSec", FLOAT),
+    ("MaxSessionSec", FLOAT), ("LastSessionNumPages", INT), ("LastSessionNumEvents", INT),
+    ("LastSessionSec", FLOAT), ("LastSessionActiveSec", FLOAT), ("LastSessionStart", TS),
+    ("LastPage", STR), ("LastIp", STR), ("LastLatLong", STR), ("LastEventStart", TS),
+    ("LastBrowser", STR), ("LastDevice", STR), ("LastPlatform", STR),
+    ("LastOperatingSystem", STR),
+)
+INDIVIDUAL_KEY = "IndvId"
+
 CUSTOM_VARS = "CustomVars"
 EXPORT_START = "ExportStart"
 EXPORT_END = "ExportEnd"
@@ -65,6 +80,12 @@ def requested_fields(*, mobile: bool) -> list[str]:
     return names
 
 
+def individual_request_fields() -> list[str]:
+    """``fields`` for an individuals export with ``export_fields: hauser``: the catalogue, then
+    every user variable (hauser never exported individuals; this is the same explicit style)."""
+    return [name for name, _ in INDIVIDUAL_FIELDS] + ["user_*"]
+
+
 def _nullable(kind: str) -> dict[str, t.Any]:
     if kind == TS:
         return {"type": ["string", "null"], "format": "date-time"}
@@ -78,6 +99,22 @@ def singer_schema(*, mobile: bool, event_id: bool = True) -> dict[str, t.Any]:
         props[EVENT_ID] = {"type": ["string"], "description": "Deterministic event key."}
     for name, kind in export_fields(mobile=mobile):
         props[name] = _nullable(kind)
+    _add_custom_and_window(props)
+    return {"type": "object", "properties": props}
+
+
+def individuals_schema() -> dict[str, t.Any]:
+    """The ``individuals`` stream's JSON Schema: typed catalogue columns (``IndvId`` is the key,
+    never null), CustomVars (user variables and unknown fields), the activity range exported."""
+    props: dict[str, t.Any] = {
+        name: {"type": ["integer"]} if name == INDIVIDUAL_KEY else _nullable(kind)
+        for name, kind in INDIVIDUAL_FIELDS
+    }
+    _add_custom_and_window(props)
+    return {"type": "object", "properties": props}
+
+
+def _add_custom_and_window(props: dict[str, t.Any]) -> None:
     props[CUSTOM_VARS] = {
         "type": ["object", "null"],
         "properties": {},
@@ -86,7 +123,6 @@ def singer_schema(*, mobile: bool, event_id: bool = True) -> dict[str, t.Any]:
     }
     props[EXPORT_START] = {"type": ["string"], "format": "date-time"}
     props[EXPORT_END] = {"type": ["string"], "format": "date-time"}
-    return {"type": "object", "properties": props}
 
 
 class Splitter:
@@ -98,8 +134,9 @@ class Splitter:
 
     __slots__ = ("_columns", "_exact_keys", "_lower", "_route", "_ts")
 
-    def __init__(self, *, mobile: bool) -> None:
-        fields = export_fields(mobile=mobile)
+    def __init__(self, *, mobile: bool, fields: t.Sequence[tuple[str, str]] | None = None) -> None:
+        """`fields`: the known columns (default: the event catalogue for this `mobile`)."""
+        fields = export_fields(mobile=mobile) if fields is None else fields
         self._columns: tuple[str, ...] = tuple(name for name, _ in fields)
         self._exact_keys = frozenset(self._columns)
         # CUSTOM_VARS is known too, so that a "customvars" key is recognised (and kept as custom).

@@ -1,4 +1,7 @@
-"""The Singer SDK's standard tap tests, against the local FullStory emulator."""
+"""The Singer SDK's standard tap tests, against the local FullStory emulator, with both streams.
+
+`individuals` is opt-in (not selected by default), so the tests get a catalog selecting every
+stream, as a user selecting both would."""
 
 from __future__ import annotations
 
@@ -21,9 +24,23 @@ SAMPLE_CONFIG = {
     "poll_interval": 0.01,
 }
 
+
+def _all_selected() -> dict:
+    catalog = TapFullStory(config=SAMPLE_CONFIG, parse_env_config=False).catalog_dict
+    for stream in catalog["streams"]:
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == []:
+                entry["metadata"]["selected"] = True
+    return catalog
+
+
+CATALOG = _all_selected()
+assert sorted(s["tap_stream_id"] for s in CATALOG["streams"]) == ["events", "individuals"]
+
 TestTapFullStory = get_tap_test_class(
     tap_class=TapFullStory,
     config=SAMPLE_CONFIG,
+    catalog=CATALOG,
     parse_env_config=False,
     suite_config=SuiteConfig(max_records_limit=100),
 )

@@ -14,12 +14,14 @@ wrapped in a timeout.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 import subprocess
 import textwrap
 import time
+import typing as t
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,7 +239,7 @@ def test_postgres_records_and_parquet_day_batches(project: Project, make_emulato
     # Parquet UTC-day BATCH files: tap-fullstory-parquet -> target-postgres (its own state ID, its own schema).
     run = project.run("run", "tap-fullstory-parquet", "target-postgres",
                       env=pg_env(postgres, db, "fullstory_parquet"), timeout=240)
-    batches = sorted(p.name for p in (project.root / "output" / "batches").rglob("*.parquet"))
+    batches = sorted(p.name for p in (project.root / "output" / "batches").rglob("events-*.parquet"))
     assert len(batches) == 2, f"one Parquet file per UTC day expected, got {batches}"
     assert "batch manifests" in run.stdout + run.stderr
     assert pg_query(url, 'select count(*), count(distinct "EventId") from fullstory_parquet.events')[0] == (
@@ -345,3 +347,107 @@ def test_project_definitions_match_the_tap(project: Project) -> None:
     # target-redshift is not installable here (git-only), but its definition resolves offline from the lock file.
     redshift = json.loads(project.run("config", "print", "target-redshift", timeout=60).stdout)
     assert redshift["load_method"] == "upsert" and redshift["aws_redshift_copy_role_arn"].startswith("arn:aws:iam::")
+
+
+# --- individuals (issue #14) ------------------------------------------------------------------------------------
+
+MID = "2024-01-02T00:00:00Z"  # the first run stops here; the second continues to END
+ONLY_INDIVIDUALS = {"TAP_FULLSTORY__SELECT": '["individuals.*"]'}
+
+
+def individuals_after_two_runs(emu) -> dict[int, dict]:
+    """What an upserting target must hold after [START, MID) then [MID, END): one row per individual active in
+    [START, END), with its values as of the end of the last range it was active in."""
+    table = {r["IndvId"]: r for r in emu.expected_individuals(START, MID)}
+    table.update({r["IndvId"]: r for r in emu.expected_individuals(MID, END)})
+    return table
+
+
+def pick_user_var(rows) -> tuple[str, t.Any, int]:
+    counts = Counter((k, v) for r in rows for k, v in r.items() if k.startswith("user_") and isinstance(v, str))
+    (key, value), n = counts.most_common(1)[0]
+    return key, value, n
+
+
+def test_duckdb_individuals_upsert_rerun_and_join(project: Project, make_emulator) -> None:
+    emu = make_emulator(start=START, days=2, events_per_hour=12, seed=25)
+    db = project.root / "output" / "fullstory.duckdb"
+    state_id = "dev:tap-fullstory-to-target-duckdb"
+
+    # 1. Individuals only (Meltano's select, overridden per run), up to MID.
+    project.point_at(emu, end=MID)
+    project.run("run", "tap-fullstory", "target-duckdb", env=ONLY_INDIVIDUALS)
+    first = emu.expected_individuals(START, MID)
+    assert duck_query(db, "select count(*), count(distinct indvid) from individuals")[0] == (len(first), len(first))
+    assert duck_query(db, "select count(*) from information_schema.tables where table_name = 'events'")[0][0] == 0
+    types = dict(duck_query(db, "select column_name, data_type from information_schema.columns "
+                                "where table_name = 'individuals'"))
+    assert types["indvid"] in ("BIGINT", "HUGEINT") and types["numevents"] in ("BIGINT", "HUGEINT")
+    assert types["lasteventstart"] == "TIMESTAMP" and types["totalsec"] == "DOUBLE"
+    assert types["customvars"] == "JSON" and types["uid"] == "VARCHAR"
+    key, value, n = pick_user_var(first)
+    assert duck_query(db, "select count(*) from individuals where customvars ->> ? = ?", f"$.{key}", value)[0][0] == n
+
+    # 2. A rerun adds nothing and exports nothing.
+    operations = emu.stats()["operations"]
+    project.run("run", "tap-fullstory", "target-duckdb", env=ONLY_INDIVIDUALS)
+    assert duck_query(db, "select count(*) from individuals")[0][0] == len(first)
+    assert emu.stats()["operations"] == operations
+
+    # 3. The next range: individuals active again are updated in place, new ones added, none duplicated.
+    project.point_at(emu, end=END)
+    project.run("run", "tap-fullstory", "target-duckdb", env=ONLY_INDIVIDUALS)
+    table = individuals_after_two_runs(emu)
+    got = {row[0]: row[1:] for row in duck_query(
+        db, "select indvid, numevents, numsessions, epoch_ms(lasteventstart), strftime(exportend, '%Y-%m-%d') "
+        "from individuals")}
+    assert len(got) == len(table) > len(first)
+    assert duck_query(db, "select count(*) from individuals")[0][0] == len(table)
+    for indv, row in table.items():
+        stamp = dt.datetime.fromisoformat(row["LastEventStart"].replace("Z", "+00:00"))
+        assert got[indv][:3] == (row["NumEvents"], row["NumSessions"], round(stamp.timestamp() * 1000)), indv
+    moved = [i for i in table if i in {r["IndvId"] for r in first} and got[i][3] == "2024-01-03"]
+    assert moved, "no individual of the first run was updated by the second"
+
+    # 4. Both streams (the project's select): events load from START; the README's join works.
+    project.run("run", "tap-fullstory", "target-duckdb")
+    joined = dict(duck_query(db, """
+        select i.indvid, count(*) from events e join individuals i using (indvid) group by 1"""))
+    events_per_individual = Counter(e["IndvId"] for e in emu.expected_rows(START, END))
+    assert joined == dict(events_per_individual)
+    assert all(joined[i] == table[i]["NumEvents"] for i in table)  # all of the org's events are loaded
+    bookmarks = project.state(state_id)["singer_state"]["bookmarks"]
+    assert {k: v["replication_key_value"] for k, v in bookmarks.items()} == {"events": END, "individuals": END}
+
+
+def test_postgres_individuals_records_and_batch(project: Project, make_emulator, postgres, pg_database) -> None:
+    db, url = pg_database
+    emu = make_emulator(start=START, days=2, events_per_hour=12, seed=26)
+    env = {**pg_env(postgres, db, "fullstory"), **ONLY_INDIVIDUALS}
+    project.point_at(emu, end=MID)
+    project.run("run", "tap-fullstory", "target-postgres", env=env, timeout=240)
+    project.point_at(emu, end=END)
+    project.run("run", "tap-fullstory", "target-postgres", env=env, timeout=240)
+    project.run("run", "tap-fullstory", "target-postgres", env=env, timeout=240)  # nothing new
+    table = individuals_after_two_runs(emu)
+    assert pg_query(url, 'select count(*), count(distinct "IndvId") from fullstory.individuals')[0] == (
+        len(table), len(table))
+    types = dict(pg_query(url, "select column_name, data_type from information_schema.columns "
+                               "where table_schema = 'fullstory' and table_name = 'individuals'"))
+    assert types["IndvId"] == "bigint" and types["NumEvents"] == "bigint" and types["CustomVars"] == "jsonb"
+    assert types["LastEventStart"].startswith("timestamp") and types["TotalSec"] == "numeric"
+    got = dict(pg_query(url, 'select "IndvId", "NumEvents" from fullstory.individuals'))
+    assert got == {i: r["NumEvents"] for i, r in table.items()}
+    key, value, n = pick_user_var(table.values())
+    assert pg_query(url, 'select count(*) from fullstory.individuals where "CustomVars" ->> %s = %s',
+                    key, value)[0][0] == n
+
+    # BATCH: one Parquet file for the run (not per day), loaded by target-postgres.
+    project.run("run", "tap-fullstory-parquet", "target-postgres",
+                env={**pg_env(postgres, db, "fullstory_parquet"), **ONLY_INDIVIDUALS}, timeout=240)
+    files = sorted(p.name for p in (project.root / "output" / "batches").rglob("*.parquet"))
+    assert len(files) == 1 and files[0].startswith("individuals-2024-01-01-"), files
+    whole = emu.expected_individuals(START, END)
+    assert pg_query(url, 'select count(*) from fullstory_parquet.individuals')[0][0] == len(whole)
+    assert dict(pg_query(url, 'select "IndvId", "NumEvents" from fullstory_parquet.individuals')) == {
+        r["IndvId"]: r["NumEvents"] for r in whole}

@@ -1,8 +1,10 @@
 """The C scanner (`tap_fullstory._columns` via `native`) against the per-record path.
 
-The per-record path (orjson, Splitter, EventKeyer, ParquetDayWriter.add) is the reference: on any
-input, the Parquet rows written with the scanner must equal it, and what the scanner cannot prove
-identical it must refuse (the chunk then takes the other paths).
+The per-record path (`RecordMaker`: orjson, Splitter, EventKeyer; the day writer's `add`; ChunkEncoder for
+RECORD lines) is the reference: on any input, what the scanner writes must equal it bit for bit,
+and what the scanner cannot prove identical it must refuse (the chunk then takes the reference).
+Both paths are built in tests/fuzz/paths.py; hostile input and arguments are in
+test_native_hostile.py, the fuzzer's corpus replay in test_native_corpus.py.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import json
 import random
 import typing as t
 
+import orjson
 import pytest
 
-from tap_fullstory import arrow_chunks, native, native_columns
-from tests.test_batches import _day_file
+from tap_fullstory import native
+from tests.fuzz.harness import Harness
+from tests.fuzz.paths import MODES, Paths, record_encoder
+from tests.test_batches import _bits, _day_file
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C scanner is not built")
 
@@ -88,37 +93,63 @@ def _raw(rng: random.Random, row: dict[str, t.Any]) -> str:
     return text
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_scanner_writes_what_the_per_record_path_writes(tmp_path, monkeypatch, seed) -> None:
+def _cut(lines: list[str], size: int = 3_000) -> t.Iterator[bytes]:
+    """Chunks of at least `size` bytes, cut only where EventStart changes (as the tap cuts)."""
+    def start(line: str) -> t.Any:
+        try:
+            return orjson.loads(line).get("EventStart")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+
+    chunk: list[str] = []
+    for line in lines:
+        if sum(map(len, chunk)) >= size and start(line) != start(chunk[-1]):
+            yield "".join(x + "\n" for x in chunk).encode()
+            chunk = []
+        chunk.append(line)
+    yield "".join(x + "\n" for x in chunk).encode()
+
+
+def _lines(seed: int) -> list[str]:
+    """400 random rows (seed 0: as orjson writes them; else ~6 % mutated), repeats included."""
     rng = random.Random(seed)
     rows = [_row(rng, i) for i in range(400)]
     for i in range(0, 400, 37):  # true repeats: identical rows, one EventStart
         rows[i + 1] = dict(rows[i])
-    lines = [_raw(rng, row) if seed else json.dumps(row, ensure_ascii=False,
-                                                     separators=(",", ":")) for row in rows]
-    monkeypatch.setattr(arrow_chunks, "NATIVE", True)
-    fast, writer = _day_file(tmp_path, lines, fast=True, chunk_bytes=3_000)
+    return [_raw(rng, row) if seed else json.dumps(row, ensure_ascii=False,
+                                                   separators=(",", ":")) for row in rows]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scanner_writes_what_the_per_record_path_writes(seed: int) -> None:
+    """Every mode (Parquet and RECORD, web and mobile, with and without EventId, deselected
+    fields), every buffer form: each chunk C takes equals the reference bit for bit."""
+    harness = Harness(guarded_capacity=64 << 10)
+    for chunk in _cut(_lines(seed)):
+        harness.check(chunk)
+    for mode in MODES:  # the scanner took chunks (this is not the refusal alone)...
+        assert harness.stats[f"{mode.name}: accepted"] > 0
+    if seed:  # ...and refused those it cannot prove
+        assert sum(harness.stats[f"{mode.name}: refused"] for mode in MODES) > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_day_file_with_the_scanner_equals_the_reference(tmp_path, seed) -> None:
+    """The same through `native_columns.write_parquet`: C's chunks and the reference's mixed in
+    one day file."""
+    lines = _lines(seed)
+    fast, run = _day_file(tmp_path, lines, fast=True, chunk_bytes=3_000)
     slow, _ = _day_file(tmp_path, lines, fast=False)
     assert fast.schema.equals(slow.schema)
     assert fast.num_rows == slow.num_rows == 400
-    assert fast.to_pylist() == slow.to_pylist()
-    assert writer.native_chunks > 0  # the scanner wrote chunks (this is not the fallback alone)
+    assert _bits(fast) == _bits(slow)
+    assert run.chunks > sum(run.fallbacks.values())  # the scanner wrote chunks itself
     if seed:
-        assert writer.partial > 0  # and refused the chunks it cannot prove
+        assert run.fallbacks  # and refused the chunks it cannot prove
 
 
-def _scanner() -> native_columns.NativeChunks:
-    import pyarrow as pa
-
-    from tap_fullstory.fields import Splitter, singer_schema
-    from tap_fullstory.parquet import _ARROW, TS_TYPE, property_kind
-
-    props = singer_schema(mobile=False)["properties"]
-    kinds = {name: property_kind(prop) for name, prop in props.items()}
-    schema = pa.schema([pa.field(name, _ARROW[kind]) for name, kind in kinds.items()])
-    stamp = pa.scalar(0, TS_TYPE)
-    return native_columns.NativeChunks(schema, kinds, Splitter(mobile=False).column_names, use_keys=True,
-                               window_ts={"ExportStart": stamp, "ExportEnd": stamp})
+def _scanner() -> t.Any:
+    return Paths(MODES[0]).columns  # Parquet, web fields, EventId
 
 
 ROW = '{"EventStart":"2024-01-01T00:00:01.000Z","EventType":"click","UserId":7%s}'
@@ -152,52 +183,38 @@ def test_scanner_refuses_rows_out_of_order() -> None:
 def test_scanner_event_ids_across_blake2b_block_sizes() -> None:
     """EventIds equal EventKeyer's for identity texts of every length around BLAKE2b's 128-byte
     blocks (0..300 characters of EventTargetText), repeats included."""
-    import orjson
-
-    from tap_fullstory.fields import Splitter
-    from tap_fullstory.keys import EventKeyer
-
     rows = [{"EventStart": "2024-01-01T00:00:01.000Z", "UserId": 7,
              "EventTargetText": "\u00e9" * (n % 7) + "x" * n} for n in range(300)]
     rows += rows[:5]  # repeats: ordinals 1
-    scanned = _scanner().scan(b"".join(orjson.dumps(r) + b"\n" for r in rows), None)
-    assert not isinstance(scanned, str), scanned
-    batch = _scanner().batch(scanned)
-    keyer, split = EventKeyer(), Splitter(mobile=False).split
-    assert batch.column("EventId").to_pylist() == [keyer.key(split(dict(r))[0]) for r in rows]
+    chunk = b"".join(orjson.dumps(r) + b"\n" for r in rows)
+    paths = Paths(MODES[0])
+    scanned = paths.scanner(chunk)
+    assert scanned[0] == "rows", scanned
+    assert scanned == paths.reference(chunk)
 
 
 # --- RECORD mode: native.write_records against the Python encoder -----------------------------
 
-WINDOW = ("2024-01-01T00:00:00Z", "2024-01-01T06:00:00Z")
-
-
 def _encoder(drop: t.Sequence[str] = (), use_keys: bool = True) -> t.Any:
-    from tap_fullstory import output
-    from tap_fullstory.fields import Splitter
-
-    return output.ChunkEncoder("events", "2024-01-02T00:00:00+00:00", Splitter(mobile=False),
-                               *WINDOW, use_keys, drop)
+    return record_encoder(mobile=False, use_keys=use_keys, drop=tuple(drop))
 
 
 def _write_records(tmp_path, capfd, body: bytes, **kwargs: t.Any) -> tuple[int, bool, bytes]:
     path = tmp_path / "export.ndjson.gz"
     path.write_bytes(body)
-    written, complete = native.write_records(str(path), _encoder(**kwargs))
-    return written, complete, capfd.readouterr().out.encode()
+    run = native.write_records(str(path), _encoder(**kwargs))
+    return run.written, run.complete, capfd.readouterr().out.encode()
 
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tap_fullstory import output
-
-    monkeypatch.setattr(output, "CHUNK_BYTES", 3_000)  # many chunks: C and Python ones mixed
+    monkeypatch.setattr(native, "CHUNK_BYTES", 3_000)  # many chunks: C and Python ones mixed
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_record_lines_equal_the_python_encoder(tmp_path, capfd, small_chunks, seed) -> None:
-    """Byte for byte what `ChunkEncoder.encode` (itself checked against the sequential path in
-    test_parallel_output) writes, with deselected properties and without EventId too."""
+    """Byte for byte what the reference (`ChunkEncoder.encode`: `RecordMaker` + orjson) writes,
+    with deselected properties and without EventId too."""
     import gzip
 
     rng = random.Random(seed)
@@ -242,16 +259,17 @@ def test_record_lines_stop_at_a_truncated_file(tmp_path, capfd, small_chunks) ->
 
 
 def test_tap_record_mode_same_with_and_without_the_scanner(make_emulator) -> None:
-    """End to end through the tap: the C RECORD writer (forced on a small export) and the
-    sequential path emit the same records and states."""
+    """End to end through the tap: the C RECORD writer and the reference (c_scanner=false) emit
+    the same records and states."""
     from tests.tapio import run_tap
 
     emu = make_emulator(start="2024-01-01T00:00:00Z", days=1, events_per_hour=400, seed=5)
     config = {"api_key": emu.api_key, "api_url": emu.base_url,
               "start_date": "2024-01-01T00:00:00Z", "end_date": "2024-01-02T00:00:00Z",
               "export_window": "6h", "poll_interval": 0.01}
-    fast = run_tap(config, env={"TAP_FULLSTORY_PARALLEL_MIN_BYTES": "0"})
-    slow = run_tap(config, env={"TAP_FULLSTORY_PARALLEL_MIN_BYTES": str(1 << 40)})
+    fast = run_tap(config)
+    slow = run_tap({**config, "c_scanner": False})
+    assert "C scanner in use" in fast.stderr and "C scanner off" in slow.stderr
     assert fast.returncode == slow.returncode == 0
     assert len(fast.records) == len(slow.records) > 1000
     assert fast.records == slow.records  # the record payloads (time_extracted differs per run)

@@ -80,13 +80,14 @@ static void blake2b_16(const unsigned char *data, size_t n, unsigned char out[16
     for (int i = 0; i < 16; i++) out[i] = (unsigned char)(h[i / 8] >> (8 * (i % 8)));
 }
 
-/* EventKeyer.key: hex(blake2b(text)), or for a repeat hex(blake2b(digest + ordinal, 8 bytes BE)). */
-static void event_id(const char *text, size_t n, int32_t ordinal, char hex[32]) {
+/* EventKeyer.key from the identity text's digest `d` and the row's ordinal among the rows of its
+ * EventStart with that digest: hex(d), or for a repeat hex(blake2b(d + ordinal, 8 bytes BE)). */
+static void event_id(const unsigned char digest[16], uint64_t ordinal, char hex[32]) {
     unsigned char d[16], again[24];
-    blake2b_16((const unsigned char *)text, n, d);
+    memcpy(d, digest, 16);
     if (ordinal) {
         memcpy(again, d, 16);
-        for (int i = 0; i < 8; i++) again[16 + i] = (unsigned char)((uint64_t)ordinal >> (56 - 8 * i));
+        for (int i = 0; i < 8; i++) again[16 + i] = (unsigned char)(ordinal >> (56 - 8 * i));
         blake2b_16(again, 24, d);
     }
     for (int i = 0; i < 16; i++) { hex[2 * i] = HEX[d[i] >> 4]; hex[2 * i + 1] = HEX[d[i] & 15]; }

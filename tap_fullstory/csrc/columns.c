@@ -10,7 +10,10 @@
  * not fit its column, a known field in another case, a duplicate key, an escaped key, a nested
  * object, an integer beyond 64 bits, invalid JSON or UTF-8...) returns (None, reason) and the
  * caller takes the per-record path for that chunk. Float texts are returned for the caller to
- * check against orjson's own shortest form. The GIL is released while scanning.
+ * check against orjson's own shortest form. The GIL is released while scanning, so the chunk must
+ * be immutable (bytes, or a memoryview of bytes). Safe for any bytes and any arguments: every
+ * read is bounded by the chunk's end, every narrowing to int32 is checked, and bad arguments
+ * raise TypeError/ValueError.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -22,6 +25,7 @@
 #include "blake2b.h"
 #include "timestamp.h"
 #include "names.h"
+#include "ordinals.h"
 #include "scan.h"
 
 static PyObject *bytes_of(const void *p, size_t n) {
@@ -41,11 +45,23 @@ static PyObject *take(void **pp, size_t n) {
     return Py_BuildValue("(NnN)", PyLong_FromVoidPtr(p), (Py_ssize_t)n, owner);
 }
 
-/* split(chunk: bytes, known: tuple[tuple[bytes, str, bool[, bool]], ...],
+/* The chunk as a buffer that cannot change while the GIL is released: bytes, or a memoryview of
+ * bytes (a bytearray, or any writable or foreign buffer, is refused with TypeError). */
+static int immutable_buffer(PyObject *obj, Py_buffer *view) {
+    PyObject *base = PyMemoryView_Check(obj) ? PyMemoryView_GET_BASE(obj) : obj;
+    if (!base || !PyBytes_Check(base)) {
+        PyErr_Format(PyExc_TypeError, "chunk must be bytes or a memoryview of bytes, not %.80s",
+                     Py_TYPE(base ? base : obj)->tp_name);
+        return -1;
+    }
+    return PyObject_GetBuffer(obj, view, PyBUF_SIMPLE);
+}
+
+/* split(chunk: bytes | memoryview, known: tuple[tuple[bytes, str, bool[, bool]], ...],
  *       identity: tuple[int, ...] | None, after: bytes | None = None, record: tuple | None = None)
  *
  * known: every known field (exact name, kind 'i'/'f'/'s'/'t', whether it is an output column,
- *   and in RECORD mode whether the record keeps it);
+ *   and in RECORD mode whether the record keeps it); distinct names, at most MAX_NAMES;
  * record: RECORD mode (head, tail, keep EventId, keep CustomVars, ExportStart JSON or None,
  *   ExportEnd JSON or None): returns (rows, None, lines, None, floats) instead;
  * identity: indexes into `known` of the EventId fields, or None (no EventId);
@@ -59,18 +75,23 @@ static PyObject *take(void **pp, size_t n) {
  *     None without EventId
  *   floats: the float texts written into CustomVars / identity, '\n'-separated */
 static PyObject *split(PyObject *self, PyObject *args) {
-    Py_buffer chunk;
-    PyObject *known, *identity, *after = Py_None, *record = Py_None;
-    if (!PyArg_ParseTuple(args, "y*O!O|OO", &chunk, &PyTuple_Type, &known, &identity, &after,
+    Py_buffer chunk = {0};
+    PyObject *chunk_obj, *known, *identity, *after = Py_None, *record = Py_None;
+    if (!PyArg_ParseTuple(args, "OO!O|OO", &chunk_obj, &PyTuple_Type, &known, &identity, &after,
                           &record))
         return NULL;
+    if (PyTuple_GET_SIZE(known) > MAX_NAMES) {
+        PyErr_Format(PyExc_ValueError, "known: at most %d fields", MAX_NAMES);
+        return NULL;
+    }
+    if (immutable_buffer(chunk_obj, &chunk) < 0) return NULL;
     PyObject *result = NULL;
     Spec *spec = calloc(1, sizeof(Spec));
     Rec rec = {0};
     Buf cv = {0}, id = {0}, floats = {0};
     char *ids = NULL;
     int32_t *cv_off = NULL, *id_off = NULL;
-    Py_ssize_t K = PyTuple_GET_SIZE(known);
+    Py_ssize_t K = PyTuple_GET_SIZE(known);  /* <= MAX_NAMES: fits an int */
     if (!spec) { PyErr_NoMemory(); goto done; }
     spec->ncols = (int)K;
     spec->cols = calloc((size_t)(K ? K : 1), sizeof(Column));
@@ -80,32 +101,52 @@ static PyObject *split(PyObject *self, PyObject *args) {
     for (const char *q = base; (q = memchr(q, '\n', (size_t)(end - q))); q++) cap++;
     int outs = 0;
     for (Py_ssize_t k = 0; k < K; k++) {
-        PyObject *item = PyTuple_GET_ITEM(known, k);
-        const char *name, *kind; Py_ssize_t nlen; int out, emit = 0;
-        if (!PyArg_ParseTuple(item, "y#sp|p", &name, &nlen, &kind, &out, &emit)) goto done;
+        PyObject *item = PyTuple_GET_ITEM(known, k), *name_obj;
+        const char *kind; int out, emit = 0;
+        if (!PyTuple_Check(item)) { PyErr_SetString(PyExc_TypeError, "known: tuples"); goto done; }
+        /* the name must be bytes: its pointer is kept (the tuple holds it) while scanning */
+        if (!PyArg_ParseTuple(item, "O!sp|p", &PyBytes_Type, &name_obj, &kind, &out, &emit))
+            goto done;
+        if (strlen(kind) != 1 || !strchr("ifst", kind[0])) {
+            PyErr_SetString(PyExc_ValueError, "kind must be 'i', 'f', 's' or 't'");
+            goto done;
+        }
+        const char *name = PyBytes_AS_STRING(name_obj);
+        Py_ssize_t nlen = PyBytes_GET_SIZE(name_obj);
+        if (lookup(spec->exact, name, (size_t)nlen, 0) >= 0) {
+            PyErr_SetString(PyExc_ValueError, "known: duplicate field name");
+            goto done;
+        }
         Column *c = &spec->cols[k];
         c->kind = out ? kind[0] : K_SKIP;
         c->name = name; c->nlen = nlen; c->emit = emit;
         c->out = out ? outs++ : -1;
-        insert(spec->exact, name, nlen, (int)k, 0);
-        insert(spec->lower, name, nlen, (int)k, 1);
+        if (insert(spec->exact, name, nlen, (int)k, 0) || insert(spec->lower, name, nlen, (int)k, 1)) {
+            PyErr_SetString(PyExc_ValueError, "known: too many fields");
+            goto done;
+        }
         if (!out) continue;
         c->valid = calloc((size_t)(cap + 7) / 8, 1);
         if (!c->valid) { PyErr_NoMemory(); goto done; }
         if (c->kind == K_STR) {
             c->offsets = calloc((size_t)cap + 1, sizeof(int32_t));
             if (!c->offsets) { PyErr_NoMemory(); goto done; }
-        } else if (c->kind == K_INT || c->kind == K_FLOAT || c->kind == K_TIME) {
+        } else {
             c->values = calloc((size_t)cap, 8);
             if (!c->values) { PyErr_NoMemory(); goto done; }
-        } else {
-            PyErr_SetString(PyExc_ValueError, "kind must be 'i', 'f', 's' or 't'");
-            goto done;
         }
     }
     /* "CustomVars" in any case is a custom var (Splitter keeps it), and it is not in `known`. */
     if (identity != Py_None) {
         if (!PyTuple_Check(identity)) { PyErr_SetString(PyExc_TypeError, "identity: tuple"); goto done; }
+        if (cap > MAX_ID_ROWS) {  /* checked before anything is allocated for them */
+            result = Py_BuildValue("(Os)", Py_None, "too many lines for EventId offsets");
+            goto done;
+        }
+        if (PyTuple_GET_SIZE(identity) > MAX_NAMES) {
+            PyErr_Format(PyExc_ValueError, "identity: at most %d fields", MAX_NAMES);
+            goto done;
+        }
         spec->nident = (int)PyTuple_GET_SIZE(identity);
         spec->ident = calloc((size_t)spec->nident + 1, sizeof(int));
         if (!spec->ident) { PyErr_NoMemory(); goto done; }
@@ -114,13 +155,13 @@ static PyObject *split(PyObject *self, PyObject *args) {
             if (v < 0 || v >= K) { if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "identity index"); goto done; }
             spec->ident[i] = (int)v;
         }
-        id_off = calloc((size_t)cap + 1, sizeof(int32_t));
         ids = malloc((size_t)cap * 32);
-        if (!id_off || !ids) { PyErr_NoMemory(); goto done; }
+        if (!ids) { PyErr_NoMemory(); goto done; }
         spec->start_k = -1;
         for (Py_ssize_t k = 0; k < K; k++) {
-            const char *name = PyBytes_AS_STRING(PyTuple_GET_ITEM(PyTuple_GET_ITEM(known, k), 0));
-            if (strcmp(name, "EventStart") == 0 && spec->cols[k].kind == K_TIME) spec->start_k = (int)k;
+            const Column *c = &spec->cols[k];
+            if (c->nlen == 10 && memcmp(c->name, "EventStart", 10) == 0 && c->kind == K_TIME)
+                spec->start_k = (int)k;
         }
         if (spec->start_k < 0) {
             PyErr_SetString(PyExc_ValueError, "EventStart must be a timestamp output column");
@@ -142,10 +183,13 @@ static PyObject *split(PyObject *self, PyObject *args) {
     if (!cv_off) { PyErr_NoMemory(); goto done; }
 
     if (record != Py_None) {
-        PyObject *start_json, *end_json;
-        if (!PyArg_ParseTuple(record, "y#y#ppOO", &rec.head, &rec.head_len, &rec.tail,
-                              &rec.tail_len, &rec.keep_id, &rec.keep_cv, &start_json, &end_json))
+        PyObject *start_json, *end_json, *head, *tail;
+        if (!PyTuple_Check(record)) { PyErr_SetString(PyExc_TypeError, "record: tuple or None"); goto done; }
+        if (!PyArg_ParseTuple(record, "O!O!ppOO", &PyBytes_Type, &head, &PyBytes_Type, &tail,
+                              &rec.keep_id, &rec.keep_cv, &start_json, &end_json))
             goto done;
+        rec.head = PyBytes_AS_STRING(head); rec.head_len = PyBytes_GET_SIZE(head);
+        rec.tail = PyBytes_AS_STRING(tail); rec.tail_len = PyBytes_GET_SIZE(tail);
         if (start_json != Py_None
             && PyBytes_AsStringAndSize(start_json, (char **)&rec.start_json, &rec.start_len) < 0)
             goto done;
@@ -157,8 +201,7 @@ static PyObject *split(PyObject *self, PyObject *args) {
     Ctx ctx = {NULL, &floats};
     Py_ssize_t rows;
     Py_BEGIN_ALLOW_THREADS
-    rows = scan(&ctx, spec, base, end, cap, &cv, cv_off, identity != Py_None ? &id : NULL, id_off,
-                ids);
+    rows = scan(&ctx, spec, base, end, cap, &cv, cv_off, identity != Py_None ? &id : NULL, ids);
     Py_END_ALLOW_THREADS
     if (rows < 0) {
         if (ctx.reason && strcmp(ctx.reason, "out of memory") == 0) { PyErr_NoMemory(); goto done; }
@@ -191,7 +234,9 @@ static PyObject *split(PyObject *self, PyObject *args) {
     Py_INCREF(Py_None);
     if (identity != Py_None) {
         Py_DECREF(Py_None);
-        for (Py_ssize_t r = 0; r <= rows; r++) id_off[r] = (int32_t)(32 * r);  /* now EventId's */
+        id_off = malloc(((size_t)rows + 1) * sizeof(int32_t));
+        if (!id_off) { Py_DECREF(cols); PyErr_NoMemory(); goto done; }
+        for (Py_ssize_t r = 0; r <= rows; r++) id_off[r] = (int32_t)(32 * r);  /* rows <= MAX_ID_ROWS */
         idt = Py_BuildValue("(NN)", take((void **)&id_off, ((size_t)rows + 1) * 4),
                             take((void **)&ids, (size_t)rows * 32));
     }
@@ -219,8 +264,14 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_columns", NULL, -1, methods};
 
+/* The interface version `native` expects: 2 = immutable chunks only, names checked (issue #13). A
+ * build of other sources (an editable install not rebuilt) is then not used. */
+#define API 2
+
 PyMODINIT_FUNC PyInit__columns(void) {
     init_tables();
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "API", API) < 0) { Py_DECREF(m); return NULL; }
+    return m;
 }
 

@@ -3,6 +3,7 @@
 #ifndef TAP_FULLSTORY_JSON_H
 #define TAP_FULLSTORY_JSON_H
 
+#include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,16 +186,17 @@ static const char *scan_string(Ctx *ctx, const char *p, const char *end, Buf *de
     }
 }
 
-/* A JSON number at p: validated; *is_float when it has a fraction or exponent. */
-static const char *scan_number(Ctx *ctx, const char *p, const char *end, int *is_float, int *digits) {
-    const char *s = p;
+/* A JSON number at p: validated; *is_float when it has a fraction or exponent; *digits counts
+ * the integer part's digits (size_t: a chunk may hold more than 2^31 of them). */
+static const char *scan_number(Ctx *ctx, const char *p, const char *end, int *is_float,
+                               size_t *digits) {
     *is_float = 0;
     if (p < end && *p == '-') p++;
     const char *d = p;
     if (p < end && *p == '0') p++;
     else if (p < end && *p >= '1' && *p <= '9') { while (p < end && *p >= '0' && *p <= '9') p++; }
     else FAIL("invalid number");
-    *digits = (int)(p - d);
+    *digits = (size_t)(p - d);
     if (p < end && *p == '.') {
         *is_float = 1; p++;
         if (!(p < end && *p >= '0' && *p <= '9')) FAIL("invalid number");
@@ -206,8 +208,36 @@ static const char *scan_number(Ctx *ctx, const char *p, const char *end, int *is
         if (!(p < end && *p >= '0' && *p <= '9')) FAIL("invalid number");
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
-    (void)s;
     return p;
+}
+
+/* Longest number text read as a double (a longer one is refused: the reference decides). */
+#define MAX_NUMBER 400
+
+/* The double that a number's text [p, e) (JSON grammar already checked) reads as. strtod gets a
+ * NUL-terminated copy: on the chunk itself it would read on past `e` while digits follow, and
+ * past the end of a buffer that ends inside a number. -1: text too long, or beyond a double
+ * (orjson refuses such a number: "number is infinity when parsed as double"). */
+static int number_value(const char *p, const char *e, double *out) {
+    char text[MAX_NUMBER + 1];
+    size_t n = (size_t)(e - p);
+    if (n > MAX_NUMBER) return -1;
+    memcpy(text, p, n);
+    text[n] = 0;
+    char *stop;
+    double v = strtod(text, &stop);
+    if (stop != text + n || !(v <= DBL_MAX && v >= -DBL_MAX)) return -1;
+    *out = v;
+    return 0;
+}
+
+/* A float's text [p, e) reads as a finite double (what orjson accepts). Without an exponent and
+ * at most 300 characters it is below 1e300: no need to convert. */
+static int float_finite(const char *p, const char *e) {
+    double v;
+    if (e - p <= 300 && !memchr(p, 'e', (size_t)(e - p)) && !memchr(p, 'E', (size_t)(e - p)))
+        return 1;
+    return number_value(p, e, &v) == 0;
 }
 
 /* memcmp(a, b, n) == 0 for short keys, inlined (a libc call per key of every row adds up). */
@@ -223,7 +253,7 @@ static inline int same_bytes(const char *a, const char *b, size_t n) {
 }
 
 /* An integer's text (sign, digits) within [-2^63, 2^64 - 1]: what orjson reads as an int. */
-static int int_fits(const char *p, const char *e, int digits, int signed_only) {
+static int int_fits(const char *p, const char *e, size_t digits, int signed_only) {
     if (digits < 19) return 1;
     if (digits > 20) return 0;
     int neg = *p == '-';
@@ -275,12 +305,15 @@ static const char *value_canon(Ctx *ctx, const char *p, const char *end, Buf *ou
         case '{':
             FAIL("nested object");
         default: {
-            int is_float, digits;
+            int is_float;
+            size_t digits;
             const char *e = scan_number(ctx, p, end, &is_float, &digits);
             if (!e) return NULL;
             if (!is_float) {
                 if (!int_fits(p, e, digits, 0)) FAIL("integer beyond 64 bits");
                 if (e - p == 2 && p[0] == '-' && p[1] == '0') FAIL("negative zero");
+            } else if (!float_finite(p, e)) {  /* also when only validated: orjson refuses it */
+                FAIL("float out of range");
             } else if (out) {
                 PUT(ctx->floats, p, (size_t)(e - p));
                 PUTC(ctx->floats, '\n');

@@ -8,6 +8,9 @@
 /* --- known names: a small open-addressing table ---------------------------------------------- */
 
 #define TABLE 512
+/* Most names `split` takes: the table stays at most half full, so a probe ends at an empty slot
+ * soon (and every probe loop is bounded by TABLE besides). */
+#define MAX_NAMES (TABLE / 2)
 typedef struct { const char *name; Py_ssize_t len; int index; } Slot;
 
 static inline uint32_t fold(unsigned char c, int lower) {
@@ -34,7 +37,7 @@ static int ieq_ascii(const char *a, const char *b, size_t n) {
 
 static int lookup(const Slot *t, const char *k, size_t n, int lower) {
     uint32_t h = hash_bytes(k, n, lower) & (TABLE - 1);
-    while (t[h].name) {
+    for (int probes = 0; probes < TABLE && t[h].name; probes++) {
         if ((size_t)t[h].len == n && (lower ? ieq_ascii(t[h].name, k, n) : same_bytes(t[h].name, k, n)))
             return t[h].index;
         h = (h + 1) & (TABLE - 1);
@@ -42,10 +45,17 @@ static int lookup(const Slot *t, const char *k, size_t n, int lower) {
     return -1;
 }
 
-static void insert(Slot *t, const char *k, Py_ssize_t n, int index, int lower) {
+/* -1 when the table is full (the caller keeps to MAX_NAMES, so it never is). */
+static int insert(Slot *t, const char *k, Py_ssize_t n, int index, int lower) {
     uint32_t h = hash_bytes(k, (size_t)n, lower) & (TABLE - 1);
-    while (t[h].name) h = (h + 1) & (TABLE - 1);
-    t[h].name = k; t[h].len = n; t[h].index = index;
+    for (int probes = 0; probes < TABLE; probes++) {
+        if (!t[h].name) {
+            t[h].name = k; t[h].len = n; t[h].index = index;
+            return 0;
+        }
+        h = (h + 1) & (TABLE - 1);
+    }
+    return -1;
 }
 
 #endif

@@ -46,8 +46,9 @@ typedef struct {
     int has_after;
 } Spec;
 
-/* Longest run of rows sharing one EventStart that ordinals are counted over (quadratic). */
-#define MAX_RUN 4096
+/* Lines per chunk at most with EventIds: their Arrow offsets (32 characters a row) are int32, and
+ * rows <= lines ("more rows than lines"). */
+#define MAX_ID_ROWS (INT32_MAX / 32)
 
 static int cmp_custom(const void *a, const void *b) {
     const Custom *x = a, *y = b;
@@ -64,14 +65,27 @@ static int cmp_custom(const void *a, const void *b) {
     first = 0; L_->p[L_->len++] = '"'; memcpy(L_->p + L_->len, (name), (size_t)(nlen)); \
     L_->len += (size_t)(nlen); L_->p[L_->len++] = '"'; L_->p[L_->len++] = ':'; } while (0)
 
-/* Scans rows [p, end); fills the columns, CustomVars and identity buffers. Returns rows or -1. */
+/* Custom vars in key order: insertion sort for the usual handful, qsort (O(n log n)) beyond, so
+ * that a row with tens of thousands of keys costs no more than the per-record path. */
+static void sort_custom(Custom *custom, size_t n) {
+    if (n > 16) { qsort(custom, n, sizeof(Custom), cmp_custom); return; }
+    for (size_t i = 1; i < n; i++) {
+        Custom c = custom[i];
+        size_t j = i;
+        while (j > 0 && cmp_custom(&custom[j - 1], &c) > 0) { custom[j] = custom[j - 1]; j--; }
+        custom[j] = c;
+    }
+}
+
+/* Scans rows [p, end); fills the columns, CustomVars and EventIds (`id`: scratch for a row's
+ * identity text, NULL without EventId). Returns rows or -1. Every read is bounded by `end`. */
 static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_ssize_t cap,
-                       Buf *cv, int32_t *cv_off, Buf *id, int32_t *id_off, char *ids) {
+                       Buf *cv, int32_t *cv_off, Buf *id, char *ids) {
     int K = spec->ncols;
-    Py_ssize_t run_start = 0;
+    Ordinals ords = {0};
     int *next_of = malloc(((size_t)K + 1) * sizeof(int)), prev_k;  /* index -1 .. K-1, shifted */
-    const char **tok = calloc((size_t)K, sizeof(char *));
-    Py_ssize_t *seen = malloc((size_t)K * sizeof(Py_ssize_t));
+    const char **tok = calloc((size_t)K + 1, sizeof(char *));
+    Py_ssize_t *seen = malloc(((size_t)K + 1) * sizeof(Py_ssize_t));
     size_t ncustom_cap = 64, ncustom;
     Custom *custom = malloc(ncustom_cap * sizeof(Custom));
     Buf tmp = {0};
@@ -130,7 +144,8 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                            && (c->kind == K_INT || c->kind == K_FLOAT)) {
                     FAIL("number column holds another type");
                 } else if (c->kind == K_INT) {
-                    int is_float, digits;
+                    int is_float;
+                    size_t digits;
                     const char *e = scan_number(ctx, p, end, &is_float, &digits);
                     if (!e) goto fail;
                     if (is_float) FAIL("integer column holds another number");
@@ -144,13 +159,13 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                     c->valid[row >> 3] |= (unsigned char)(1u << (row & 7));
                     p = e;
                 } else if (c->kind == K_FLOAT) {
-                    int is_float, digits;
+                    int is_float;
+                    size_t digits;
+                    double v;
                     const char *e = scan_number(ctx, p, end, &is_float, &digits);
                     if (!e) goto fail;
-                    char *stop;
-                    double v = strtod(p, &stop);  /* bytes objects end in NUL; JSON grammar checked */
-                    if (stop != e || v > 1.7976931348623157e308 || v < -1.7976931348623157e308)
-                        FAIL("float out of range");
+                    if (number_value(p, e, &v)) FAIL("float out of range");
+                    if (!is_float && v == 0) v = 0.0;  /* "-0": orjson reads the integer 0 */
                     memcpy(c->values + 8 * row, &v, 8);
                     c->valid[row >> 3] |= (unsigned char)(1u << (row & 7));
                     p = e;
@@ -167,7 +182,6 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                     if (p >= end || *p != '"') FAIL("string column holds another type");
                     p = scan_string(ctx, p, end, &c->data, NULL, NULL);
                     if (!p) goto fail;
-                    if (c->data.len > INT32_MAX) FAIL("column too large");
                     c->valid[row >> 3] |= (unsigned char)(1u << (row & 7));
                 }
                 if (spec->rec && c->emit && c->kind != K_SKIP) {  /* a timestamp, checked above */
@@ -203,18 +217,15 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
         p = skip_ws(p, end);
         if (p < end && *p != '\n') FAIL("text after the row");
         if (p < end) p++;
-        /* string columns: close this row's value */
+        /* string columns: close this row's value (Arrow's offsets are int32) */
         for (int k = 0; k < K; k++) {
             Column *c = &spec->cols[k];
-            if (c->kind == K_STR) c->offsets[row + 1] = (int32_t)c->data.len;
+            if (c->kind != K_STR) continue;
+            if (c->data.len > INT32_MAX) FAIL("column too large");
+            c->offsets[row + 1] = (int32_t)c->data.len;
         }
         /* CustomVars: keys sorted, no duplicates */
-        for (size_t i = 1; i < ncustom; i++) {  /* insertion sort: a handful of keys per row */
-            Custom c = custom[i];
-            size_t j = i;
-            while (j > 0 && cmp_custom(&custom[j - 1], &c) > 0) { custom[j] = custom[j - 1]; j--; }
-            custom[j] = c;
-        }
+        sort_custom(custom, ncustom);
         if (buf_grow(cv, 2)) FAIL("out of memory");
         cv->p[cv->len++] = '{';
         for (size_t i = 0; i < ncustom; i++) {
@@ -232,6 +243,7 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
         cv_off[row + 1] = (int32_t)cv->len;
         /* EventId input: orjson's [identity values] */
         if (id) {
+            id->len = 0;
             if (buf_grow(id, 1)) FAIL("out of memory");
             id->p[id->len++] = '[';
             for (int i = 0; i < spec->nident; i++) {
@@ -246,9 +258,7 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
             }
             if (buf_grow(id, 1)) FAIL("out of memory");
             id->p[id->len++] = ']';
-            if (id->len > INT32_MAX) FAIL("identity text too large");
-            id_off[row + 1] = (int32_t)id->len;
-            /* The ordinal among this EventStart's rows with the same identity text, and the
+            /* The ordinal among this EventStart's rows with the same identity digest, and the
              * order check, exactly as EventKeyer (EventStart compared as text). */
             /* Canonical timestamps compare as their text does (fixed width, UTC). */
             Column *sc = &spec->cols[spec->start_k];
@@ -264,16 +274,13 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
             int same = null_now || null_cur ? (null_now && null_cur) : now == cur;
             if (!same) {
                 if (!null_now && !null_cur && now < cur) FAIL("rows out of EventStart order");
-                run_start = row;
+                ord_clear(&ords);
             }
-            if (row - run_start > MAX_RUN) FAIL("long run of one EventStart");
-            const char *text = id->p + id_off[row];
-            size_t text_len = (size_t)(id_off[row + 1] - id_off[row]);
-            int32_t ordinal = 0;  /* runs are a row or a few: compare directly, no hashing */
-            for (Py_ssize_t r = run_start; r < row; r++)
-                if ((size_t)(id_off[r + 1] - id_off[r]) == text_len
-                    && memcmp(id->p + id_off[r], text, text_len) == 0) ordinal++;
-            event_id(text, text_len, ordinal, ids + 32 * row);
+            unsigned char digest[16];
+            blake2b_16((const unsigned char *)id->p, id->len, digest);
+            int64_t ordinal = ord_next(&ords, digest);
+            if (ordinal < 0) FAIL("out of memory");
+            event_id(digest, (uint64_t)ordinal, ids + 32 * row);
         }
         if (spec->rec) {  /* the record's last keys, as ChunkEncoder appends them */
             Rec *R = spec->rec;
@@ -292,10 +299,10 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
         }
         row++;
     }
-    free(tok); free(seen); free(custom); free(tmp.p); free(next_of);
+    free(tok); free(seen); free(custom); free(tmp.p); free(next_of); free(ords.slots);
     return row;
 fail:
-    free(tok); free(seen); free(custom); free(tmp.p); free(next_of);
+    free(tok); free(seen); free(custom); free(tmp.p); free(next_of); free(ords.slots);
     return -1;
 #undef FAIL
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import sys
 import threading
 import time
 import typing as t
@@ -114,8 +115,17 @@ class FullStoryHTTPStream(RESTStream):
     @property
     def http_headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "integration-source": "tap-fullstory"}
-        headers.update(self.config.get("additional_headers") or {})
+        headers.update(self.settings.additional_headers)
         return headers
+
+    def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
+        """Drop the SDK's generic "An unhandled error occurred while syncing" line for the errors
+        the tap reports itself (`TapFullStory.sync_all`): a wrong key is ONE clear ERROR line."""
+        if level >= logging.ERROR and message.startswith("An unhandled error occurred") and (
+            isinstance(sys.exc_info()[1], (FatalAPIError, RetriableAPIError))
+        ):
+            return
+        super().log(message, *args, level=level, **kwargs)
 
     # --- retries -------------------------------------------------------------------------
 

@@ -36,11 +36,13 @@ class SegmentExportSource:
 
     http: FullStoryHTTPStream
     segment_id: str
-    fields: list[str]
+    #: None: no `fields` in the request (FullStory's default set plus every custom variable).
+    fields: list[str] | None
     window: dt.timedelta
     poll_interval: float
     poll_timeout: float
     logger: logging.Logger
+    row_type: str = "TYPE_EVENT"  # or TYPE_INDIVIDUAL
 
     def fetch(self, window: Window) -> Spooled:
         operation_id = self.create(window)
@@ -54,14 +56,15 @@ class SegmentExportSource:
 
     def create(self, window: Window) -> str:
         """Ask FullStory to prepare the window's export; returns the operation id."""
-        body = {
+        body: dict[str, t.Any] = {
             "segmentId": self.segment_id,
-            "type": "TYPE_EVENT",
+            "type": self.row_type,
             "format": FORMAT,
             "segmentTimeRange": {"start": "", "end": ""},
             "timeRange": {"start": fmt(window.start), "end": fmt(window.end)},
-            "fields": self.fields,
         }
+        if self.fields is not None:
+            body["fields"] = self.fields
         answer = self.http.api("POST", "/segments/v1/exports", json=body)
         operation_id = answer.get("operationId") if isinstance(answer, dict) else None
         if not operation_id:

@@ -179,6 +179,9 @@ _PAGE_VARS = ("page_category_str", "page_abTest_str", "page_itemCount_int", "pag
 _TYPES = (["click"] * 30 + ["custom"] * 14 + ["change"] * 8 + ["seen"] * 8 + ["request"] * 10
           + ["console_message"] * 4 + ["custom_error"] * 2 + ["uservar"] * 1 + ["exception"] * 1
           + ["first_input_delay"] * 1 + ["cumulative_layout_shift"] * 1 + ["copy"] * 1)
+#: Event fields FullStory's own SDK documents but hauser (and this tap's catalogue) never knew: with
+#: ``new_fields`` every ``seen`` event carries them, as an export would after FullStory added them.
+NEW_FIELDS = ("EventDuration", "EventSecondaryDuration")
 _ID_LO, _ID_HI = 10**15, 10**16
 _BIG_ID = 2**53 + 1  # > 2**53: breaks float parsers
 
@@ -215,10 +218,11 @@ class SyntheticSource:
     """A deterministic fake FullStory organisation over ``[range_start, range_end)``."""
 
     def __init__(self, *, seed: int = 1, start_s: int, end_s: int, events_per_hour: int = 60,
-                 users: int = 50, mobile: bool = False) -> None:
+                 users: int = 50, mobile: bool = False, new_fields: bool = False) -> None:
         if end_s <= start_s:
             raise ValueError("end must be after start")
         self.seed, self.events_per_hour, self.mobile = seed, max(0, int(events_per_hour)), mobile
+        self.new_fields = new_fields
         self.range_start, self.range_end = start_s, end_s
         rng = random.Random(f"users:{seed}")
         self._users = [self._make_user(rng, i) for i in range(max(1, users))]
@@ -259,6 +263,7 @@ class SyntheticSource:
     def universe(self) -> list[str]:
         names = [n for n, _ in STANDARD_FIELDS]
         names += [n for n, _ in MOBILE_FIELDS] if self.mobile else []
+        names += list(NEW_FIELDS) if self.new_fields else []
         return names + list(_USER_VARS + _PAGE_VARS) + [n for grp in _EVENT_VARS for n in grp]
 
     def hour_count(self, h: int) -> int:
@@ -389,10 +394,14 @@ class SyntheticSource:
             events = self.hour(h, legacy=legacy)
             if h * HOUR_MS < lo_ms or (h + 1) * HOUR_MS > hi_ms:
                 events = [e for e in events if lo_ms <= e[0] < hi_ms]
+            new = self.new_fields
             for i in range(0, len(events), size):
                 batch = []
-                for _, tpl, ev in events[i:i + size]:
+                for ms, tpl, ev in events[i:i + size]:
                     row = tpl.copy()
                     row.update(ev)
+                    if new and ev["EventType"] == "seen":  # no random draw: other rows are unchanged
+                        row["EventDuration"] = rendered = 500 + ms % 9500
+                        row["EventSecondaryDuration"] = rendered * 3 // 4
                     batch.append(row)
                 yield batch

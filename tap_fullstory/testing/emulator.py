@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import collections
 import math
+import re
 import signal
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from . import faults as _faults
 from .data import RowsFileSource, Source, SyntheticSource, to_us
 from .files import FileCache
 from .handler import _Handler, _Operation
+from .individuals import individual_rows
 
 
 class Emulator:
@@ -29,7 +31,8 @@ class Emulator:
 
     def __init__(self, api_key: str = "test-key", *, seed: int = 1, start: t.Any = "2024-01-01T00:00:00Z",
                  days: float = 3, end: t.Any = None, events_per_hour: int = 60, users: int = 50,
-                 mobile: bool = False, rows_file: str | Path | None = None, bundle_hours: int = 24,
+                 mobile: bool = False, new_fields: bool = False, rows_file: str | Path | None = None,
+                 bundle_hours: int = 24,
                  bundle_content_encoding: bool = False, rate_limit_per_minute: int = 0, pending_polls: int = 1,
                  host: str = "127.0.0.1", port: int = 0, download_ttl: float = 3600.0,
                  rate_limit_window: float = 60.0, prepare_seconds: t.Any = 0,
@@ -49,14 +52,15 @@ class Emulator:
         if rows_file:
             self.source: Source = RowsFileSource(rows_file)
         else:
-            start_us = to_us(start)
-            end_us = to_us(end) if end not in (None, "") else None
+            start_us = to_us(_plain_date(start))
+            end_us = to_us(_plain_date(end)) if end not in (None, "") else None
             if start_us is None:
                 raise ValueError("start is required")
             if end_us is None:
                 end_us = start_us + int(days * 86_400_000_000)
             self.source = SyntheticSource(seed=seed, start_s=start_us // 1_000_000, end_s=-(-end_us // 1_000_000),
-                                          events_per_hour=events_per_hour, users=users, mobile=mobile)
+                                          events_per_hour=events_per_hour, users=users, mobile=mobile,
+                                          new_fields=new_fields)
         self._tmp = tempfile.TemporaryDirectory(prefix="fullstory-emulator-", ignore_cleanup_errors=True)
         self.cache = FileCache(self.source, Path(self._tmp.name))
         self.book = _faults.FaultBook()
@@ -65,6 +69,8 @@ class Emulator:
         self._by_export: dict[str, _Operation] = {}
         self._tokens: dict[str, tuple[_Operation, float]] = {}
         self._downloads: collections.deque[float] = collections.deque()
+        #: Raw bodies of every export create request, in order (tests compare them byte for byte).
+        self.create_bodies: list[bytes] = []
         self._bytes_served = 0
         self._rate_limited = 0
         self._preparing_max = 0
@@ -156,6 +162,10 @@ class Emulator:
         """Rows with start <= EventStart < end, as the segment export has them (all fields), in file order."""
         return [dict(r) for batch in self.source.batches(to_us(start), to_us(end)) for r in batch]
 
+    def expected_individuals(self, start: t.Any, end: t.Any) -> list[dict[str, t.Any]]:
+        """Rows of an individuals export of [start, end) (all fields), in file order; see individuals.py."""
+        return [dict(r) for batch in individual_rows(self.source, to_us(start), to_us(end)) for r in batch]
+
     def bundles(self) -> list[dict[str, int]]:
         """Every legacy bundle as {"Id", "Start", "Stop"}."""
         return [dict(b) for b in self._bundles]
@@ -237,6 +247,13 @@ def parse_prepare(value: t.Any) -> tuple[float, float]:
     return parts[0], (parts[1] if len(parts) == 2 else 0.0)
 
 
+def _plain_date(value: t.Any) -> t.Any:
+    """A plain date ('2024-01-01') means its midnight UTC; anything else is passed on as is."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        return value.strip() + "T00:00:00Z"
+    return value
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -272,13 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port; 0 = pick a free one (default)")
     p.add_argument("--api-key", default="test-key", help="accepted key for 'Authorization: Basic <key>'")
     p.add_argument("--seed", type=int, default=1, help="synthetic data seed (same options -> identical files)")
-    p.add_argument("--start", default="2024-01-01T00:00:00Z", help="organisation start, RFC 3339")
+    p.add_argument("--start", default="2024-01-01T00:00:00Z",
+                   help="organisation start: RFC 3339, or a date (2024-01-01 = its midnight UTC)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--days", type=float, default=3, help="organisation length in days (default 3)")
-    g.add_argument("--end", default=None, help="organisation end, RFC 3339 (instead of --days)")
+    g.add_argument("--end", default=None,
+                   help="organisation end (exclusive): RFC 3339 or a date, instead of --days")
     p.add_argument("--events-per-hour", type=int, default=60, help="average synthetic events per hour (±10%%)")
     p.add_argument("--users", type=int, default=50, help="synthetic users (devices)")
     p.add_argument("--mobile", action="store_true", help="add the 8 mobile App* fields")
+    p.add_argument("--new-fields", action="store_true",
+                   help="seen events carry EventDuration/EventSecondaryDuration: fields FullStory "
+                        "documents that hauser and the tap's catalogue do not know")
     p.add_argument("--rows-file", default=None, help="serve this JSON array of events instead of synthetic data")
     p.add_argument("--bundle-hours", type=int, default=24, help="legacy bundle length in hours (default 24)")
     p.add_argument("--bundle-content-encoding", action="store_true",
@@ -307,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     faults = [_faults.parse_spec(s) for s in args.fault]
     emu = Emulator(args.api_key, seed=args.seed, start=args.start, days=args.days, end=args.end,
                    events_per_hour=args.events_per_hour, users=args.users, mobile=args.mobile,
-                   rows_file=args.rows_file, bundle_hours=args.bundle_hours,
+                   new_fields=args.new_fields, rows_file=args.rows_file, bundle_hours=args.bundle_hours,
                    bundle_content_encoding=args.bundle_content_encoding,
                    rate_limit_per_minute=args.rate_limit_per_minute, pending_polls=args.pending_polls,
                    host=args.host, port=args.port, download_ttl=args.download_ttl,

@@ -22,7 +22,8 @@ from zlib_ng import zlib_ng
 
 from tap_fullstory.fields import STANDARD_FIELDS
 
-from .data import Row, Source, orjson_default
+from .data import Source, orjson_default
+from .individuals import individual_columns, individual_rows
 
 FORMATS = {"FORMAT_JSON": "json", "FORMAT_NDJSON": "ndjson", "FORMAT_CSV": "csv"}
 TYPES = ("TYPE_EVENT", "TYPE_INDIVIDUAL")
@@ -141,33 +142,6 @@ def _csv_value(v: t.Any) -> t.Any:
     return getattr(v, "text", v)
 
 
-def _individuals(source: Source, spec: FileSpec) -> t.Iterator[list[Row]]:
-    """TYPE_INDIVIDUAL: one row per individual with events in range (aggregated, user vars kept)."""
-    acc: dict[int, dict[str, t.Any]] = {}
-    for batch in source.batches(spec.start_us, spec.end_us):
-        for r in batch:
-            a = acc.get(r.get("IndvId", 0))
-            if a is None:
-                a = acc[r.get("IndvId", 0)] = {
-                    "IndvId": r.get("IndvId"), "Created": r.get("UserCreated", ""), "Uid": r.get("UserAppKey", ""),
-                    "DisplayName": r.get("UserDisplayName", ""), "Email": r.get("UserEmail", ""),
-                    "NumEvents": 0, "_s": set(), "_p": set()}
-            a["NumEvents"] += 1
-            a["_s"].add((r.get("UserId"), r.get("SessionId")))
-            a["_p"].add((r.get("UserId"), r.get("SessionId"), r.get("PageId")))
-            a.update({"LastEventStart": r.get("EventStart"), "LastPage": r.get("PageUrl", ""),
-                      "LastIp": r.get("PageIp", ""), "LastLatLong": r.get("PageLatLong", ""),
-                      "LastBrowser": r.get("PageBrowser", ""), "LastDevice": r.get("PageDevice", ""),
-                      "LastPlatform": r.get("PagePlatform", ""),
-                      "LastOperatingSystem": r.get("PageOperatingSystem", "")})
-            a.update({k: v for k, v in r.items() if k.startswith("user_")})
-    rows = []
-    for a in acc.values():
-        a["NumSessions"], a["NumPages"] = len(a.pop("_s")), len(a.pop("_p"))
-        rows.append(a)
-    yield rows
-
-
 def write_file(source: Source, spec: FileSpec, path: Path, progress: t.Callable[[int], None] | None = None) -> int:
     """Build the gzip file for spec at path (atomically); returns the number of rows written."""
     tmp = path.with_suffix(".part")
@@ -178,7 +152,7 @@ def write_file(source: Source, spec: FileSpec, path: Path, progress: t.Callable[
         fmt = "FORMAT_JSON" if bundle else spec.fmt
         individual = spec.row_type == "TYPE_INDIVIDUAL"
         sel = Selector(() if bundle else spec.fields)
-        batches = _individuals(source, spec) if individual else source.batches(
+        batches = individual_rows(source, spec.start_us, spec.end_us) if individual else source.batches(
             spec.start_us, spec.end_us, legacy=bundle)
         allowed = None if bundle else sel.allowed(source.universe()) if not individual else frozenset()
         opt = 0 if bundle else _SORTED
@@ -186,10 +160,7 @@ def write_file(source: Source, spec: FileSpec, path: Path, progress: t.Callable[
         if fmt == "FORMAT_CSV":
             universe = source.universe()
             if individual:
-                universe = ["IndvId", "Created", "Uid", "DisplayName", "Email", "NumSessions", "NumPages",
-                            "NumEvents", "LastEventStart", "LastPage", "LastIp", "LastLatLong", "LastBrowser",
-                            "LastDevice", "LastPlatform", "LastOperatingSystem",
-                            *[k for k in universe if k.startswith("user_")]]
+                universe = individual_columns(universe)
             cols = sel.columns(universe)
             buf = io.StringIO()
             writer = csv.writer(buf, lineterminator="\n")

@@ -207,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ segment export
     def _create(self, _: str, fault: _faults.Fault | None) -> None:
         emu = self.server.emu
+        with emu._lock:
+            emu.create_bodies.append(self.body)
         try:
             doc = orjson.loads(self.body or b"null")
             if not isinstance(doc, dict):
