@@ -45,3 +45,4 @@ include ci/demo.mk
 include ci/bench.mk
 include ci/sanitize.mk
 include ci/snowflake.mk
+include ci/backfill.mk

@@ -3,6 +3,7 @@ and compare the final PostgreSQL table with a clean run.
 
     .venv/bin/python bench/soak.py [--runs 20] [--kills 2] [--seed 1] [--days 7]
                                    [--events-per-hour 60] [--window 6h] [--pg-url URL]
+                                   [--max-pending-exports N] [--prepare-seconds S]
 
 One emulator (in this process) serves a ``--days`` backfill; one PostgreSQL (started with
 ci/pg.sh on a free port unless ``--pg-url`` points at a running one) receives everything through
@@ -199,7 +200,7 @@ def soak(args: argparse.Namespace, log: t.Callable[[str], None] = print) -> tupl
     end = start + dt.timedelta(days=args.days)
     end_text = end.strftime("%Y-%m-%dT%H:%M:%SZ")
     with Emulator(API_KEY, seed=args.seed, start=START, days=args.days,
-                  events_per_hour=args.events_per_hour) as emu, \
+                  events_per_hour=args.events_per_hour, prepare_seconds=args.prepare_seconds) as emu, \
             postgres(args.pg_url) as url, \
             tempfile.TemporaryDirectory(prefix="tap-fullstory-soak-") as tmp:
         # A killed tap leaves connections the emulator's socketserver would report with a traceback.
@@ -207,6 +208,8 @@ def soak(args: argparse.Namespace, log: t.Callable[[str], None] = print) -> tupl
             emu._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         config = {"api_key": API_KEY, "api_url": emu.base_url, "start_date": START, "end_date": end_text,
                   "export_window": args.window, "poll_interval": 0.01}
+        if args.max_pending_exports is not None:
+            config["max_pending_exports"] = args.max_pending_exports
         expected = sum(1 for _ in emu.expected_rows(START, end_text))
 
         workdir = Path(tmp, "clean")
@@ -281,6 +284,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", default="6h", help="the tap's export_window, default 6h")
     p.add_argument("--pg-url", default=None, help="use this PostgreSQL server instead of starting one")
     p.add_argument("--keep", action="store_true", help="keep the trial schemas")
+    p.add_argument("--max-pending-exports", type=int, default=None,
+                   help="the tap's max_pending_exports (default: the tap's default, pipelined)")
+    p.add_argument("--prepare-seconds", default="0",
+                   help="emulator: seconds each export stays PENDING (BASE[,PER_MB]), so kills land while "
+                        "exports are prepared ahead")
     return p.parse_args(argv)
 
 

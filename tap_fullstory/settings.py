@@ -25,6 +25,9 @@ DEFAULT_API_URL = {SEGMENT_EXPORT: "https://api.fullstory.com", BUNDLES: "https:
 DEFAULT_WINDOW = "6h"
 DEFAULT_DELAY = "24h"
 DEFAULT_LOOKBACK = dt.timedelta(days=30)
+#: Exports created ahead and not yet emitted (1 = one window after another); see sources/pipeline.py.
+DEFAULT_PENDING_EXPORTS = 4
+MAX_PENDING_EXPORTS = 16
 #: Rows per BATCH part file. An SDK target reads a whole file into memory before loading it
 #: (about 12 KB per FullStory event in meltanolabs-target-postgres), so this bounds the target's
 #: memory whatever the size of a day; chosen by `make bench-e2e` (README, "End to end").
@@ -102,6 +105,11 @@ SETTINGS: tuple[Setting, ...] = (
             description="Seconds between polls of an export operation."),
     Setting("poll_timeout", th.NumberType, "Poll timeout", default=3600,
             description="Seconds an export operation may stay pending before the run fails."),
+    Setting("max_pending_exports", th.IntegerType, "Max pending exports",
+            default=DEFAULT_PENDING_EXPORTS,
+            description="Segment exports created ahead and not yet emitted (the one being read "
+            "included), so FullStory prepares the next windows while this one is downloaded and "
+            "read. 1 = one window after another. Output and state are the same either way."),
     Setting("additional_headers", th.ObjectType(additional_properties=th.StringType),
             "Additional headers",
             description="Extra HTTP headers for every FullStory API call (not the signed "
@@ -184,6 +192,7 @@ class Settings:
     additional_headers: t.Mapping[str, str]
     batch: BatchSettings | None
     export_fields: str
+    max_pending_exports: int = DEFAULT_PENDING_EXPORTS
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any], *, now: dt.datetime | None = None) -> Settings:
@@ -240,6 +249,7 @@ class Settings:
             additional_headers=_headers(config),
             batch=batch,
             export_fields=export_fields,
+            max_pending_exports=_pending_exports(config),
         )
 
 
@@ -302,6 +312,16 @@ def _headers(config: t.Mapping[str, t.Any]) -> dict[str, str]:
         raise ConfigError("additional_headers: must map header names to text values, e.g. "
                           '{"X-Team": "data"}')
     return dict(headers)
+
+
+def _pending_exports(config: t.Mapping[str, t.Any]) -> int:
+    value = _value(config, "max_pending_exports")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PENDING_EXPORTS:
+        raise ConfigError(
+            f"max_pending_exports: {value!r} must be a whole number from 1 (one export at a time) "
+            f"to {MAX_PENDING_EXPORTS}"
+        )
+    return value
 
 
 def _floor_day(moment: dt.datetime) -> dt.datetime:

@@ -8,8 +8,10 @@ last record has been written, so it always means "the first window not yet fully
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
+import itertools
 import time
 import typing as t
 
@@ -30,6 +32,7 @@ from tap_fullstory.sources.decode import (
 )
 from tap_fullstory.sources.download import Spooled
 from tap_fullstory.sources.http import FullStoryHTTPStream, quiet_urllib3
+from tap_fullstory.sources.pipeline import Pipeline
 from tap_fullstory.sources.segment_export import SegmentExportSource
 from tap_fullstory.windows import Window, export_limit, fmt
 
@@ -59,6 +62,7 @@ class EventsStream(FullStoryHTTPStream):
         #: RECORD mode writes STATE after each window; batch mode only after each day's file.
         self.state_per_window = True
         quiet_urllib3()
+        self._plan: Plan | None = None
         self._record_counter: t.Any = None
         self._extracted = utc_now_text()
         #: Where quarantined rows go (on_bad_row=quarantine); BATCH mode may set it first.
@@ -113,7 +117,18 @@ class EventsStream(FullStoryHTTPStream):
                 "(export_delay=%s%s)", fmt(start), fmt(limit), self.settings.export_delay,
                 f", end_date={fmt(self.settings.end_date)}" if self.settings.end_date else "",
             )
-        return Plan(self.source(), start, limit, Progress(self.logger, start, limit))
+        source = self.source()
+        pipeline = None
+        if isinstance(source, SegmentExportSource) and self.settings.max_pending_exports > 1:
+            pipeline = Pipeline(source, self.settings.max_pending_exports, self.logger)
+        self._plan = Plan(source, start, limit, Progress(self.logger, start, limit), pipeline)
+        return self._plan
+
+    def close_plan(self) -> None:
+        """End the run's plan: exports prepared ahead and not used are abandoned (and logged)."""
+        if self._plan is not None:
+            self._plan.close()
+            self._plan = None
 
     @contextlib.contextmanager
     def export(
@@ -123,7 +138,7 @@ class EventsStream(FullStoryHTTPStream):
         """Fetch one window's file and give its records; the spool is removed afterwards.
         With `direct` (the fast paths), it writes the window itself and gives no records."""
         begun = time.monotonic()
-        spooled = plan.source.fetch(window)
+        spooled = plan.fetch(window)
         self._extracted = utc_now_text()
         maker = self.record_maker(window)
         counter = _Counter()
@@ -150,10 +165,13 @@ class EventsStream(FullStoryHTTPStream):
         """
         plan = self.plan(context)
         direct = self._write_window if fast_path_allowed(self) else None
-        for window in plan:
-            with self.export(plan, window, direct) as records:
-                yield from records  # nothing on the fast path: `direct` wrote them
-            self.complete_window(window, context)
+        try:
+            for window in plan:
+                with self.export(plan, window, direct) as records:
+                    yield from records  # nothing on the fast path: `direct` wrote them
+                self.complete_window(window, context)
+        finally:
+            self.close_plan()
 
     def _write_window(self, window: Window, spooled: Spooled, maker: RecordMaker) -> int:
         """The fast path: one window's RECORD lines straight to stdout; returns the rows.
@@ -233,7 +251,10 @@ class EventsStream(FullStoryHTTPStream):
         """BATCH mode: one Parquet/JSONL file per UTC day (see tap_fullstory.batches)."""
         from tap_fullstory.batches import day_batches
 
-        return day_batches(self, batch_config, context)
+        try:
+            yield from day_batches(self, batch_config, context)
+        finally:
+            self.close_plan()
 
     def deselected_properties(self) -> list[str]:
         """Properties the catalog deselected (the SDK removes them in RECORD mode only)."""
@@ -314,30 +335,47 @@ class EventsStream(FullStoryHTTPStream):
 
 
 class Plan:
-    """Iterates the planned windows; `peek()` looks one ahead (day batches need to know when a
-    day's last window has been done)."""
+    """Iterates the planned windows and fetches each one's export, through the pipeline when
+    exports are prepared ahead (max_pending_exports > 1); `peek()` looks one window ahead (day
+    batches need to know when a day's last window has been done)."""
 
-    def __init__(self, source: Source, start: dt.datetime, limit: dt.datetime, progress: Progress) -> None:
+    def __init__(self, source: Source, start: dt.datetime, limit: dt.datetime, progress: Progress,
+                 pipeline: Pipeline | None = None) -> None:
         self.source = source
         self.start = start
         self.limit = limit
         self.progress = progress
+        self.pipeline = pipeline
         self._windows = source.windows(start, limit)
-        self._next: Window | None = None
+        self._ahead: collections.deque[Window] = collections.deque()
 
     def __iter__(self) -> Plan:
         return self
 
     def __next__(self) -> Window:
-        if self._next is not None:
-            window, self._next = self._next, None
-            return window
+        if self._ahead:
+            return self._ahead.popleft()
         return next(self._windows)
 
     def peek(self) -> Window | None:
-        if self._next is None:
-            self._next = next(self._windows, None)
-        return self._next
+        following = self.ahead(1)
+        return following[0] if following else None
+
+    def ahead(self, count: int) -> list[Window]:
+        """The next `count` windows (fewer at the end), without consuming them."""
+        while len(self._ahead) < count and (window := next(self._windows, None)) is not None:
+            self._ahead.append(window)
+        return list(itertools.islice(self._ahead, count))
+
+    def fetch(self, window: Window) -> Spooled:
+        """The window's spooled export; the windows are fetched in order."""
+        if self.pipeline is None:
+            return self.source.fetch(window)
+        return self.pipeline.fetch(window, self.ahead(self.pipeline.max_pending - 1))
+
+    def close(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.close()
 
 
 class _Counter:

@@ -236,6 +236,41 @@ def test_rate_limit(make_emulator: t.Callable[..., Emulator]) -> None:
     assert emu.stats()["rate_limited"] == 1
 
 
+def test_prepare_seconds_keep_exports_pending_and_are_counted(make_emulator: t.Callable[..., Emulator]) -> None:
+    emu = make_emulator(days=1, pending_polls=0, prepare_seconds="0.4,0", max_preparing=2)
+    first = create(emu, body(DAY0, "2024-01-01T06:00:00Z"))
+    create(emu, body("2024-01-01T06:00:00Z", "2024-01-01T12:00:00Z"))
+    refused = requests.post(f"{emu.base_url}/segments/v1/exports", headers=AUTH, timeout=10,
+                            json=body("2024-01-01T12:00:00Z", "2024-01-01T18:00:00Z"))
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1 and refused.json()["code"]
+    docs = wait_op(emu, first)
+    pct = [d["estimatePctComplete"] for d in docs]
+    assert docs[-1]["state"] == "COMPLETED" and len(docs) > 1 and pct == sorted(pct) and pct[-1] == 100
+    created, finished = (dt.datetime.fromisoformat(docs[-1][k].replace("Z", "+00:00"))
+                         for k in ("createdAt", "finishedAt"))
+    assert finished - created >= dt.timedelta(seconds=0.4)  # never ready before its preparation time
+    stats = emu.stats()
+    assert stats["max_preparing"] == 2 and stats["too_many_exports"] == 1 and stats["operations"] == 2
+    with pytest.raises(ValueError, match="prepare_seconds"):
+        make_emulator(days=1, prepare_seconds="soon")
+
+
+def test_failing_window_and_fault_log_names_the_window(make_emulator: t.Callable[..., Emulator]) -> None:
+    emu = make_emulator(days=1, pending_polls=0)
+    emu.fail_exports("2024-01-01T06:00:00Z", "export failed: quota")
+    emu.add_fault("operation", "500", nth=1)
+    ok_op = create(emu, body(DAY0, "2024-01-01T06:00:00Z"))
+    bad_op = create(emu, body("2024-01-01T06:00:00Z", "2024-01-01T12:00:00Z"))
+    assert requests.get(f"{emu.base_url}/operations/v1/{ok_op}", headers=AUTH, timeout=10).status_code == 500
+    assert emu.stats()["faults"] == [{"endpoint": "operation", "kind": "500", "request_no": 1,
+                                      "window": [DAY0, "2024-01-01T06:00:00Z"]}]
+    assert wait_op(emu, ok_op)[-1]["state"] == "COMPLETED"
+    failed = wait_op(emu, bad_op)[-1]
+    assert failed["state"] == "FAILED" and failed["errorDetails"] == "export failed: quota"
+    emu.fail_exports("2024-01-01T06:00:00Z", None)
+    assert wait_op(emu, create(emu, body("2024-01-01T06:00:00Z", "2024-01-01T12:00:00Z")))[-1]["state"] == "COMPLETED"
+
+
 # ---------------------------------------------------------------- auth, determinism, ranges
 def test_auth_required_except_download(emulator: Emulator) -> None:
     base = emulator.base_url

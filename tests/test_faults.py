@@ -342,16 +342,17 @@ def test_malformed_row_fails_the_window_then_a_clean_rerun_completes_it(make_emu
 # --------------------------------------------------------------------------------------------- faults that cannot heal
 
 
-def complete_until(emu: t.Any, endpoint: str) -> str | None:
-    """End of the last complete window: every window before the failing one completed. The
-    failing window is the last operation created, or the next one when creating it failed."""
-    operations = emu.stats()["operations"]
-    failing = operations + 1 if endpoint == "create" else operations
-    return None if failing <= 1 else iso(at(START) + (failing - 1) * WINDOW)
+def complete_until(emu: t.Any) -> str | None:
+    """End of the last complete window: the start of the first window a fault hit. Every window
+    before it completed; with exports prepared ahead (max_pending_exports > 1) faults may also hit
+    later windows, and the run stops at the earliest."""
+    hit = [f["window"][0] for f in emu.stats()["faults"] if "window" in f]
+    assert hit, emu.stats()["faults"]
+    return None if min(hit) == START else min(hit)
 
 
-def check_stops_at_last_complete_window(run: Load, emu: t.Any, endpoint: str, url: str, schema: str) -> None:
-    until = complete_until(emu, endpoint)
+def check_stops_at_last_complete_window(run: Load, emu: t.Any, url: str, schema: str) -> None:
+    until = complete_until(emu)
     assert_state_at(run, until)
     if until is None:
         assert table(url, schema)[0] == 0
@@ -375,19 +376,23 @@ FATAL = [
 ]
 
 
+@pytest.mark.parametrize("pending", [1, None], ids=["sequential", "pipelined"])
 @pytest.mark.parametrize(
     ("faults", "extra", "cause"), [pytest.param(*case[1:], id=case[0]) for case in FATAL]
 )
-def test_fault_that_cannot_heal_stops_cleanly(make_emulator, pg, faults, extra, cause) -> None:
+def test_fault_that_cannot_heal_stops_cleanly(make_emulator, pg, faults, extra, cause, pending) -> None:
+    """Sequential (max_pending_exports=1) and with the default pipelining: the same stop."""
     postgres, db, url = pg
     emu = make_emulator(start=START, days=1, events_per_hour=12, seed=15)
     for endpoint, kind, nth, times, params in faults:
         emu.add_fault(endpoint, kind, nth=nth, times=times, **params)
     schema = new_schema()
+    if pending is not None:
+        extra = {**extra, "max_pending_exports": pending}
     run = load(tap_config(emu, **extra), target_config(postgres, db, schema))
     assert_clean_failure(run, *cause)
     assert emu.stats()["faults"], "the fault never fired"
-    check_stops_at_last_complete_window(run, emu, faults[0][0], url, schema)
+    check_stops_at_last_complete_window(run, emu, url, schema)
 
 
 def test_wrong_api_key_fails_on_the_first_call(make_emulator, pg) -> None:
@@ -464,6 +469,8 @@ BAD_CONFIG = [
     ("include_mobile_fields", {"include_mobile_fields": "yes"}),
     ("additional_headers", {"additional_headers": {"X-Team": 7}}),
     ("segment_id", {"segment_id": 12}),
+    ("max_pending_exports", {"max_pending_exports": 0}),
+    ("max_pending_exports", {"max_pending_exports": "4"}),
 ]
 
 

@@ -14,8 +14,10 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 def test_kill_9_three_times_then_resume_equals_a_clean_run(postgres) -> None:
     lines: list[str] = []
+    # the tap's default max_pending_exports (pipelined), exports PENDING 0.1 s: kills land while
+    # exports are prepared ahead and downloaded ahead
     args = parse_args(["--runs", "1", "--kills", "3", "--days", "3", "--events-per-hour", "40",
-                       "--seed", "5", "--pg-url", postgres.url])
+                       "--seed", "5", "--pg-url", postgres.url, "--prepare-seconds", "0.1"])
     equal, runs = soak(args, log=lines.append)
     report = "\n".join(lines)
     assert (equal, runs) == (1, 1), report

@@ -88,6 +88,10 @@ BASE = {"api_key": "k", "start_date": "2024-01-01T00:00:00Z"}
         ({"start_date": "yesterday"}, "start_date"),
         ({"export_api": "v2"}, "export_api"),
         ({"poll_interval": 0}, "poll_interval"),
+        ({"max_pending_exports": 0}, "max_pending_exports"),
+        ({"max_pending_exports": 17}, "max_pending_exports"),
+        ({"max_pending_exports": 2.5}, "max_pending_exports"),
+        ({"max_pending_exports": True}, "max_pending_exports"),
     ],
 )
 def test_invalid_settings_name_the_setting(override: dict, setting: str) -> None:
@@ -104,6 +108,7 @@ def test_settings_defaults() -> None:
     assert s.start_date == ts("2024-02-14T00:00:00")
     assert s.api_url == "https://api.fullstory.com"
     assert s.export_window == 6 * H and s.export_delay == 24 * H
+    assert s.max_pending_exports == 4
     assert Settings.from_config({"api_key": "k", "export_api": "bundles"}).api_url == "https://export.fullstory.com"
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import tempfile
+import threading
 import time
 import typing as t
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ MAX_DROPS = 8
 
 class DownloadError(FatalAPIError):
     """The download could not be completed within the retry budget."""
+
+
+class Abandoned(Exception):
+    """The download was stopped (`stop` set): its window will not be used."""
 
 
 @dataclass
@@ -61,11 +66,13 @@ def spool(
     authenticated: bool,
     logger: logging.Logger,
     what: str,
+    stop: threading.Event | None = None,
 ) -> Spooled:
     """Download the body at `locate()` into a temporary file.
 
     `locate` is called again when a signed URL is refused (expired), so the source can ask
-    FullStory for fresh results. Drops mid-body resume from the bytes already on disk.
+    FullStory for fresh results. Drops mid-body resume from the bytes already on disk. Setting
+    `stop` (a download ahead that will not be used) ends it between chunks: `Abandoned`.
     """
     started = time.monotonic()
     fd, path = tempfile.mkstemp(prefix="tap-fullstory-", suffix=".download")
@@ -91,6 +98,8 @@ def spool(
                         for chunk in response.raw.stream(CHUNK, decode_content=False):
                             out.write(chunk)
                             offset += len(chunk)
+                            if stop is not None and stop.is_set():
+                                raise Abandoned(what)
                     if total is not None and offset < total:
                         raise RetriableAPIError(f"{what} ended after {offset} of {total} bytes")
                     break
@@ -142,11 +151,12 @@ def spool_again(
     authenticated: bool,
     logger: logging.Logger,
     what: str,
+    stop: threading.Event | None = None,
 ) -> Spooled:
     """`spool`, keeping in `Spooled.again` how to download the same export once more."""
 
     def download() -> Spooled:
-        spooled = spool(http, locate, authenticated=authenticated, logger=logger, what=what)
+        spooled = spool(http, locate, authenticated=authenticated, logger=logger, what=what, stop=stop)
         spooled.again = download
         return spooled
 

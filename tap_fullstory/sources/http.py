@@ -11,6 +11,7 @@ import email.utils
 import logging
 import random
 import sys
+import threading
 import time
 import typing as t
 from urllib.parse import urlsplit
@@ -89,6 +90,16 @@ class FullStoryHTTPStream(RESTStream):
     @property
     def url_base(self) -> str:
         return self.settings.api_url
+
+    @property
+    def requests_session(self) -> requests.Session:
+        """One session per thread: pipelined windows (`sources.pipeline`) are prepared and
+        downloaded in worker threads, and requests does not promise a Session is thread-safe."""
+        local = self.__dict__.setdefault("_thread_sessions", threading.local())
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        return t.cast(requests.Session, session)
 
     @property
     def authenticator(self) -> APIKeyAuthenticator:

@@ -35,8 +35,13 @@ class Emulator:
                  bundle_hours: int = 24,
                  bundle_content_encoding: bool = False, rate_limit_per_minute: int = 0, pending_polls: int = 1,
                  host: str = "127.0.0.1", port: int = 0, download_ttl: float = 3600.0,
-                 rate_limit_window: float = 60.0) -> None:
+                 rate_limit_window: float = 60.0, prepare_seconds: t.Any = 0,
+                 max_preparing: int = 0) -> None:
         self.api_key, self.host, self.port = api_key, host, port
+        #: How long FullStory takes to prepare an export: BASE seconds + PER_MB per MB of the file.
+        self.prepare_base, self.prepare_per_mb = parse_prepare(prepare_seconds)
+        #: Exports that may be prepared at once (0 = no limit; FullStory documents none).
+        self.max_preparing = int(max_preparing)
         self.bundle_hours, self.bundle_content_encoding = int(bundle_hours), bundle_content_encoding
         self.rate_limit_per_minute, self.pending_polls = int(rate_limit_per_minute), int(pending_polls)
         self.download_ttl = float(download_ttl)
@@ -68,6 +73,9 @@ class Emulator:
         self.create_bodies: list[bytes] = []
         self._bytes_served = 0
         self._rate_limited = 0
+        self._preparing_max = 0
+        self._too_many_exports = 0
+        self._failing: dict[int | None, str] = {}
         self._bundles = self._make_bundles()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -114,6 +122,19 @@ class Emulator:
         """The nth..nth+times-1 requests to endpoint (counted since start/reset) get this fault."""
         self.book.add(_faults.Fault(endpoint, kind, nth, times, params))
 
+    def fail_exports(self, start: t.Any, message: str | None = "export failed: internal error (injected)") -> None:
+        """Every export of the window starting at `start` (made or to be made) ends FAILED with `message`
+        at its next poll; message=None lets that window's new exports succeed again."""
+        key = to_us(start)
+        with self._lock:
+            if message is None:
+                self._failing.pop(key, None)
+                return
+            self._failing[key] = message
+            for op in self._ops.values():
+                if op.spec.start_us == key and op.state == "PENDING":
+                    op.error = message
+
     def clear_faults(self) -> None:
         self.book.clear()
 
@@ -124,6 +145,8 @@ class Emulator:
             self._bytes_served = 0
             self._rate_limited = 0
             self._downloads.clear()
+            self._too_many_exports = 0
+            self._preparing_max = self._preparing(time.monotonic())
 
     def stats(self) -> dict[str, t.Any]:
         files = [{"kind": s.kind, "format": s.fmt, "rows": e.rows, "bytes": e.size, "seconds": round(e.seconds, 3),
@@ -131,7 +154,9 @@ class Emulator:
         with self._lock:
             return {"requests": dict(self.book.counts), "faults": list(self.book.fired),
                     "bytes_served": self._bytes_served, "rate_limited": self._rate_limited,
-                    "operations": len(self._ops), "files": files}
+                    "operations": len(self._ops), "preparing": self._preparing(time.monotonic()),
+                    "max_preparing": self._preparing_max, "too_many_exports": self._too_many_exports,
+                    "files": files}
 
     def expected_rows(self, start: t.Any, end: t.Any) -> list[dict[str, t.Any]]:
         """Rows with start <= EventStart < end, as the segment export has them (all fields), in file order."""
@@ -158,6 +183,39 @@ class Emulator:
         with self._lock:
             self._bytes_served += n
 
+    # ------------------------------------------------------------------ export preparation
+    def ready_at(self, op: _Operation) -> float | None:
+        """Monotonic time the operation's export is prepared (None: its file is still being built)."""
+        if not op.entry.done.is_set():
+            return None
+        size_mb = op.entry.size / 1e6 if not op.entry.error else 0.0
+        return op.created_mono + self.prepare_base + self.prepare_per_mb * size_mb
+
+    def _being_prepared(self, op: _Operation, now: float) -> bool:
+        if op.state == "FAILED" or op.error or op.entry.error:
+            return False
+        ready = self.ready_at(op)
+        return op.stuck or ready is None or now < ready
+
+    def _preparing(self, now: float) -> int:
+        """Operations being prepared at this moment (caller holds the lock)."""
+        return sum(self._being_prepared(op, now) for op in self._ops.values())
+
+    def admit(self, op: _Operation) -> int:
+        """Register a new operation; 0, or (max_preparing reached) seconds until one finishes."""
+        now = time.monotonic()
+        with self._lock:
+            busy = [op for op in self._ops.values() if self._being_prepared(op, now)]
+            if self.max_preparing and len(busy) >= self.max_preparing:
+                self._too_many_exports += 1
+                ends = [r for r in map(self.ready_at, busy) if r is not None]
+                return max(1, math.ceil(min(ends) - now)) if ends else 1
+            op.error = self._failing.get(op.spec.start_us, "")
+            self._ops[op.id] = op
+            self._by_export[op.search_export_id] = op
+            self._preparing_max = max(self._preparing_max, len(busy) + 1)
+            return 0
+
     def _rate_limit(self) -> int:
         """0 if a legacy download may start now (and record it), else seconds until a slot frees."""
         if self.rate_limit_per_minute <= 0:
@@ -171,6 +229,22 @@ class Emulator:
                 return max(1, math.ceil(self._downloads[0] + self.rate_limit_window - now))
             self._downloads.append(now)
             return 0
+
+
+def parse_prepare(value: t.Any) -> tuple[float, float]:
+    """`BASE[,PER_MB]` (text, a number or a pair) -> (base seconds, seconds per MB of the export file)."""
+    if isinstance(value, (tuple, list)):
+        parts = [float(x) for x in value]
+    elif isinstance(value, (int, float)):
+        parts = [float(value)]
+    else:
+        try:
+            parts = [float(x) for x in str(value).split(",")]
+        except ValueError:
+            raise ValueError(f"prepare_seconds: {value!r} is not BASE[,PER_MB] (e.g. 20 or 10,0.5)") from None
+    if not 1 <= len(parts) <= 2 or any(x < 0 or x != x for x in parts):
+        raise ValueError(f"prepare_seconds: {value!r} is not BASE[,PER_MB] with numbers >= 0")
+    return parts[0], (parts[1] if len(parts) == 2 else 0.0)
 
 
 def _plain_date(value: t.Any) -> t.Any:
@@ -236,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit-window", type=float, default=60.0,
                    help="seconds of the rolling rate-limit window (FullStory: 60; shorter for tests)")
     p.add_argument("--pending-polls", type=int, default=1, help="extra PENDING polls once an export is ready")
+    p.add_argument("--prepare-seconds", default="0", metavar="BASE[,PER_MB]",
+                   help="keep each export PENDING this long after its creation, estimatePctComplete rising: "
+                        "BASE seconds plus PER_MB seconds per MB of the (gzip) file, e.g. 20 or 10,0.5 "
+                        "(default 0: ready once built)")
+    p.add_argument("--max-preparing", type=int, default=0,
+                   help="exports prepared at once; a create beyond it gets 429 + Retry-After (default 0 = no "
+                        "limit: FullStory documents none)")
     p.add_argument("--download-ttl", type=float, default=3600.0, help="signed download URL lifetime in seconds")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="endpoint:kind[:key=value...], repeatable, e.g. download:429_json:nth=2:retry_after=1. "
@@ -252,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                    bundle_content_encoding=args.bundle_content_encoding,
                    rate_limit_per_minute=args.rate_limit_per_minute, pending_polls=args.pending_polls,
                    host=args.host, port=args.port, download_ttl=args.download_ttl,
-                   rate_limit_window=args.rate_limit_window)
+                   rate_limit_window=args.rate_limit_window, prepare_seconds=args.prepare_seconds,
+                   max_preparing=args.max_preparing)
     for fault in faults:
         emu.book.add(fault)
     # A plain flag: Event.set() is not re-entrant, and two quick signals deadlocked it.

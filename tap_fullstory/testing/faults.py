@@ -126,12 +126,19 @@ class FaultBook:
             self.counts.clear()
             self.fired.clear()
 
-    def hit(self, endpoint: str) -> tuple[int, Fault | None]:
-        """Count a request to endpoint; return its number and the fault it gets, if any (first added wins)."""
+    def hit(self, endpoint: str, window: t.Callable[[], list[str] | None] | None = None
+            ) -> tuple[int, Fault | None]:
+        """Count a request to endpoint; return its number and the fault it gets, if any (first added wins).
+
+        `window` names the export window the request is about ([start, end)); a fired fault records it, so
+        a test knows which window a fault hit even when windows are prepared concurrently."""
         with self._lock:
             n = self.counts[endpoint] = self.counts.get(endpoint, 0) + 1
             for fault in self.faults:
                 if fault.matches(endpoint, n):
-                    self.fired.append({"endpoint": endpoint, "kind": fault.kind, "request_no": n})
+                    entry: dict[str, t.Any] = {"endpoint": endpoint, "kind": fault.kind, "request_no": n}
+                    if window is not None and (span := window()):
+                        entry["window"] = span
+                    self.fired.append(entry)
                     return n, fault
             return n, None

@@ -32,6 +32,10 @@ _RESULTS_RE = re.compile(r"^/search/v1/exports/([^/]+)/results$")
 _CHUNK = 1 << 20
 
 
+def _iso(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -46,6 +50,7 @@ class _Operation:
     spec: FileSpec
     entry: Entry
     created_us: int
+    created_mono: float = dataclasses.field(default_factory=time.monotonic)
     finished_us: int = 0
     state: str = "PENDING"
     pct: int = 0
@@ -122,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             return self._error(404, "not_found", f"no route for {method} {path}")
         endpoint, handler, arg = route
-        _, fault = emu.book.hit(endpoint)
+        _, fault = emu.book.hit(endpoint, lambda: self._window_of(endpoint, arg))
         if fault is not None and fault.kind in _faults.ANY:
             return self._generic_fault(fault)
         if endpoint != "download" and self.headers.get("Authorization", "") != f"Basic {emu.api_key}":
@@ -148,6 +153,28 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/segments/v1" and read:
             return "segments", self._segments, ""
         return None
+
+    def _window_of(self, endpoint: str, arg: str) -> list[str] | None:
+        """[start, end) of the export window a request is about (for the fault log), if known."""
+        emu = self.server.emu
+        spec: FileSpec | None = None
+        if endpoint == "create":
+            try:
+                rng = orjson.loads(self.body or b"null").get("timeRange") or {}
+                return [str(rng.get("start", "")), str(rng.get("end", ""))]
+            except (ValueError, AttributeError):
+                return None
+        op = (emu._ops.get(arg) if endpoint == "operation" else emu._by_export.get(arg) if endpoint == "results"
+              else (emu._tokens.get(arg) or (None,))[0] if endpoint == "download" else None)
+        if op is not None:
+            spec = op.spec
+        elif endpoint == "get":
+            raw = str(self._params().get("id"))
+            bundle = next((b for b in emu._bundles if str(b["Id"]) == raw), None)
+            return [_iso(bundle["Start"]), _iso(bundle["Stop"])] if bundle else None
+        if spec is None or spec.start_us is None or spec.end_us is None:
+            return None
+        return [_iso(spec.start_us // 1_000_000), _iso(spec.end_us // 1_000_000)]
 
     def _generic_fault(self, fault: _faults.Fault) -> None:
         kind, p = fault.kind, fault.params
@@ -211,9 +238,9 @@ class _Handler(BaseHTTPRequestHandler):
         spec = FileSpec("export", bounds[0], bounds[1], fields, fmt, row_type)
         op = _Operation(id=secrets.token_hex(12), search_export_id=secrets.token_urlsafe(32), segment_id=segment,
                         spec=spec, entry=emu.cache.get(spec), created_us=_now_us())
-        with emu._lock:
-            emu._ops[op.id] = op
-            emu._by_export[op.search_export_id] = op
+        if wait := emu.admit(op):
+            return self._error(429, "resource_exhausted", "too many exports are being prepared; retry later",
+                               {"Retry-After": str(wait)})
         self._json(200, {"operationId": op.id})
 
     def _operation(self, op_id: str, fault: _faults.Fault | None) -> None:
@@ -232,14 +259,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, doc)
 
     def _advance(self, op: _Operation) -> None:
+        """PENDING until the file is built and (--prepare-seconds) its preparation time has passed, then
+        --pending-polls more polls; estimatePctComplete rises meanwhile (with the elapsed share of that time)."""
         emu = self.server.emu
         if op.state != "PENDING":
             return
+        now = time.monotonic()
+        ready = emu.ready_at(op)
         if op.error or op.entry.error:
             op.error = op.error or f"export failed: {op.entry.error}"
             op.state, op.finished_us = "FAILED", _now_us()
-        elif op.stuck or not op.entry.done.is_set() or op.polls_after_ready < emu.pending_polls:
-            if op.entry.done.is_set() and not op.stuck:
+        elif ready is not None and not op.stuck and now < ready:
+            share = (now - op.created_mono) / max(1e-9, ready - op.created_mono)
+            op.pct = max(op.pct, min(99, int(100 * share)))
+        elif op.stuck or ready is None or op.polls_after_ready < emu.pending_polls:
+            if ready is not None and not op.stuck:
                 op.polls_after_ready += 1
             op.pct = min(99, max(op.pct + 1, op.pct + (99 - op.pct) // 3))
         else:
