@@ -1,0 +1,92 @@
+"""One watched child process for `make bench-e2e`: wall time, the whole tree's peak RSS, and limits.
+
+bench/run.py's ``measure`` exits the harness when a run fails; an end-to-end run that fails, runs out
+of time or grows past the memory cap is a result to report here, so this runner returns instead.
+The tree's RSS is sampled the same way as bench/run.py (its ``_tree``/``_rss``): every 20 ms the
+largest of the tree's summed VmRSS and any single process's VmHWM (kernel high-water mark).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+import typing as t
+from pathlib import Path
+
+from bench.run import _rss, _tree
+
+
+class Watched(t.NamedTuple):
+    seconds: float
+    peak_rss: int  # bytes, whole process tree
+    returncode: int | None  # None: stopped by the harness (see `stopped`)
+    stopped: str  # "" if the process exited by itself; else why the harness stopped it
+
+
+def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path,
+                timeout: float = 3600, max_rss: int = 0,
+                until: t.Callable[[], bool] | None = None) -> Watched:
+    """Run cmd in its own process group, output to log; stop it on timeout, on max_rss (bytes, 0 =
+    no cap) or, for a daemon like hauser, once until() is true (then stopped == "done")."""
+    with open(log, "wb") as out:
+        began = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        peak, stopped, ended = 0, "", 0.0
+        lock = threading.Lock()
+        done = threading.Event()
+
+        def poll() -> None:
+            nonlocal peak
+            while not done.is_set():
+                now = [_rss(p) for p in _tree(proc.pid)]
+                if now:
+                    with lock:
+                        peak = max(peak, sum(r for r, _ in now), max(h for _, h in now))
+                done.wait(0.02)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            while proc.poll() is None:
+                elapsed = time.perf_counter() - began
+                if until is not None and until():
+                    ended, stopped = elapsed, "done"
+                elif elapsed > timeout:
+                    stopped = f"timeout after {timeout:.0f} s"
+                elif max_rss and peak > max_rss:
+                    stopped = f"memory cap: process tree above {max_rss / 2**30:.1f} GB"
+                if stopped:
+                    _kill_group(proc)
+                    break
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:  # KeyboardInterrupt and the like: never leave the tree behind
+                _kill_group(proc)
+        seconds = ended or time.perf_counter() - began
+        done.set()
+        poller.join()
+    return Watched(seconds, peak, None if stopped else proc.returncode, stopped)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def tail(path: Path, lines: int = 12) -> str:
+    """The last lines of a log, for a failure report."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
