@@ -42,3 +42,4 @@ readme: venv
 	$(BIN)/python scripts/readme_settings.py
 include ci/demo.mk
 include ci/bench.mk
+include ci/e2e.mk
