@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import e2e_hauser  # noqa: E402
-from bench.e2e_proc import run_watched, tail  # noqa: E402
+from bench.e2e_proc import cpu_seconds, run_watched, tail  # noqa: E402
 from bench.e2e_warehouses import WAREHOUSES, Warehouse, started  # noqa: E402
 from bench.run import DAY, KEY, NEXT, Exports  # noqa: E402
 
@@ -166,10 +166,15 @@ def run_meltano(p: Pairing, wh: Warehouse, day: Exports, work: Path, *, timeout:
         return {"status": f"not available: {why}"}, None
     env = meltano_env(day, wh.fresh(p.name, project))
     log = project / "meltano.log"
+    servers = {"warehouse server": wh.server_pids(), "fullstory emulator": [day.proc.pid]}
+    before = {k: sum(cpu_seconds(p, children=True) for p in pids) for k, pids in servers.items()}
     res = run_watched([str(MELTANO), "--environment", "dev", "run", p.tap, p.target], cwd=project,
                       env=env, log=log, timeout=timeout, max_rss=max_rss)
+    cpu = {**res.cpu, **{k: round(sum(cpu_seconds(p, children=True) for p in pids) - before[k], 1)
+                         for k, pids in servers.items() if pids}}
     out: dict[str, t.Any] = {"seconds": round(res.seconds, 2),
-                             "peak_rss_mb": round(res.peak_rss / 2**20, 1), "rows_loaded": None}
+                             "peak_rss_mb": round(res.peak_rss / 2**20, 1), "rows_loaded": None,
+                             "cpu_seconds": cpu}
     if res.stopped or res.returncode != 0:
         why = res.stopped or f"meltano exited {res.returncode}"
         return {**out, "status": f"FAILURE: {why}", "log_tail": tail(log)}, project
@@ -199,7 +204,7 @@ def run_hauser(day: Exports, work: Path, *, timeout: float, max_rss: int) -> dic
         return {"status": f"not available: {why}"}
     got = e2e_hauser.run(binary, day, work, timeout=timeout, max_rss=max_rss)
     out = {"seconds": round(got["seconds"], 2), "peak_rss_mb": round(got["peak_rss"] / 2**20, 1),
-           "rows_loaded": got.get("rows")}
+           "rows_loaded": got.get("rows"), "cpu_seconds": got["cpu"]}
     if "error" in got:
         return {**out, "status": f"FAILURE: {got['error']}"}
     out["emulator_built_during_run"] = got["emulator_built_during_run"]
@@ -340,6 +345,10 @@ def table(results: dict[str, dict[str, t.Any]]) -> str:
         lines.append(f"{left} {r['rows_loaded']:>10,d} {r['seconds']:>7.1f} {r['rows_per_s']:>8,d} "
                      f"{r['peak_rss_mb']:>7,.0f} {f'{lim:,}' if lim else '-':>10s} "
                      f"{f'{ratio:.2f}' if ratio else '-':>8s}")
+    lines += ["", "CPU seconds per program (2 cores: what bounds each run):"]
+    for name, r in results.items():
+        if r.get("cpu_seconds"):
+            lines.append(f"  {name:17s} " + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_seconds"].items()))
     notes = {(r.get("limit") or {}).get("what") or "": (r.get("limit") or {}).get("note", "")
              for r in results.values()}
     lines += ["", "limit = the warehouse's own speed on the same rows:"]

@@ -92,7 +92,7 @@ def run(binary: Path, day: Exports, work: Path, *, timeout: float, max_rss: int)
     log = home / "hauser.log"
     res = run_watched([str(binary), "-c", str(cfg)], cwd=home, env=dict(os.environ), log=log,
                       timeout=timeout, max_rss=max_rss, until=synced)
-    out: dict[str, t.Any] = {"seconds": res.seconds, "peak_rss": res.peak_rss}
+    out: dict[str, t.Any] = {"seconds": res.seconds, "peak_rss": res.peak_rss, "cpu": res.cpu}
     if res.stopped != "done":
         out["error"] = res.stopped or f"hauser exited {res.returncode}: {tail(log, 3)}"
         return out

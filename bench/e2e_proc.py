@@ -19,12 +19,39 @@ from pathlib import Path
 
 from bench.run import _rss, _tree
 
+TICK = os.sysconf("SC_CLK_TCK")
+
 
 class Watched(t.NamedTuple):
     seconds: float
     peak_rss: int  # bytes, whole process tree
     returncode: int | None  # None: stopped by the harness (see `stopped`)
     stopped: str  # "" if the process exited by itself; else why the harness stopped it
+    cpu: dict[str, float]  # CPU seconds per program of the tree (meltano, the tap, the target...)
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """user + system CPU of one process (with its reaped children: a server's finished backends)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / TICK
+
+
+def program(pid: int) -> str:
+    """A process's program name: the first argv entry that is not an interpreter."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return "?"
+    names = [Path(a).name for a in argv[:2]]
+    return next((n for n in names if not n.startswith(("python", "-"))), names[0] if names else "?")
 
 
 def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path,
@@ -37,13 +64,20 @@ def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path,
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         peak, stopped, ended = 0, "", 0.0
+        names: dict[int, str] = {}
+        used: dict[int, float] = {}  # last CPU seconds seen per pid
         lock = threading.Lock()
         done = threading.Event()
 
         def poll() -> None:
             nonlocal peak
             while not done.is_set():
-                now = [_rss(p) for p in _tree(proc.pid)]
+                pids = _tree(proc.pid)
+                now = [_rss(p) for p in pids]
+                for p in pids:  # the name again each time: a fresh fork shows its parent's argv
+                    name = program(p)  # "?" once it has exited (a zombie has no argv)
+                    names[p] = name if name != "?" else names.get(p, name)
+                    used[p] = max(used.get(p, 0.0), cpu_seconds(p))
                 if now:
                     with lock:
                         peak = max(peak, sum(r for r, _ in now), max(h for _, h in now))
@@ -70,7 +104,11 @@ def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path,
         seconds = ended or time.perf_counter() - began
         done.set()
         poller.join()
-    return Watched(seconds, peak, None if stopped else proc.returncode, stopped)
+    cpu: dict[str, float] = {}
+    for p, secs in used.items():
+        if secs >= 0.05:
+            cpu[names[p]] = round(cpu.get(names[p], 0.0) + secs, 1)
+    return Watched(seconds, peak, None if stopped else proc.returncode, stopped, cpu)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -52,6 +52,14 @@ def _python_json(python: Path, script: str, *args: str, env: dict[str, str] | No
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _pid_files(*paths: Path) -> list[int]:
+    pids = []
+    for path in paths:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pids.append(int(path.read_text().split()[0]))
+    return pids
+
+
 class Warehouse:
     """Base: no service, nothing to count."""
 
@@ -67,6 +75,10 @@ class Warehouse:
 
     def stop(self) -> None:
         return None
+
+    def server_pids(self) -> list[int]:
+        """The stand-in's own processes, whose CPU a pairing also spends."""
+        return []
 
     def fresh(self, pairing: str, project: Path) -> dict[str, str]:
         """Environment for `meltano run` that points the loader at a new, empty database."""
@@ -154,6 +166,9 @@ class Postgres(Warehouse):
 
     def stop(self) -> None:
         subprocess.run(["bash", str(ROOT / "ci" / "pg.sh"), "down"], env=self.env, capture_output=True)
+
+    def server_pids(self) -> list[int]:
+        return _pid_files(self.run / f"pgdata-{self.port}" / "postmaster.pid")
 
     def _db(self, pairing: str) -> str:
         return "e2e_" + pairing.replace("-", "_")
@@ -250,6 +265,10 @@ class BigQuery(Warehouse):
 
     def stop(self) -> None:
         subprocess.run(["bash", str(ROOT / "ci" / "gcp.sh"), "down"], env=self.env, capture_output=True)
+
+    def server_pids(self) -> list[int]:
+        run = Path(self.env["RUN"])
+        return _pid_files(run / "bqemu.pid", run / "fake-gcs.pid")
 
     def _dataset(self, pairing: str) -> str:
         return "e2e_" + pairing.replace("-", "_")
