@@ -21,6 +21,7 @@ venv: $(STAMP)
 # themselves (session fixtures) and stopped when they finish.
 test: venv services-venvs
 	$(BIN)/ruff check tap_fullstory tests bench
+	$(BIN)/mypy tap_fullstory
 	$(BIN)/pytest
 
 test-fast: venv

@@ -6,7 +6,7 @@ Steps (emulator on loopback, 6h windows):
 1. warm-up: one tap run so the emulator builds and caches the day's export files;
 2. the tap in BATCH/Parquet mode end to end (export -> decode -> split -> Parquet day file):
    wall time, rows/s, peak RSS of the tap process;
-3. the writer alone (time inside ParquetDayWriter: Python -> Arrow -> zstd Parquet), in process;
+3. the writer alone (time inside ColumnarDayWriter: Python -> Arrow -> zstd Parquet), in process;
 4. DuckDB `COPY (SELECT * FROM read_json([...])) TO '...parquet'` on the very same export files;
 5. with --profile, py-spy samples run 2 and the top functions (self time) are printed.
 """
@@ -111,8 +111,9 @@ def writer_only(emu: Emulator, files: list[Path]) -> tuple[int, float]:
             return (out / name).as_uri()
 
     spent = 0.0
-    writer = parquet.ParquetDayWriter(lambda: batches.DayFile(Storage(), "w.parquet"),  # type: ignore[arg-type]
-                                      schema, kinds, logger=None)
+    writer = parquet.ColumnarDayWriter(
+        lambda i: batches.DayFile(Storage(), f"w-{i}.parquet"),  # type: ignore[arg-type]
+        lambda f: parquet.ParquetPart(f, schema), schema, kinds, logger=None, part_rows=10**9)
     splitter = Splitter(mobile=False)
     for path in files:
         keyer = EventKeyer(whole_window=False)

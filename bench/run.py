@@ -16,6 +16,8 @@ interleaved and repeated ``--repeat`` times (medians are reported):
   legacy           tap-fullstory 1.0.4 (``.venv-bench-legacy``) through the bundles API (run once)
   floor            gzip decompress + orjson per NDJSON line of the export, in a tight loop
                    (zlib-ng and ISA-L; the faster is the floor; only the loop is timed)
+  parquet_ref      `parquet` with `c_scanner: false`: the reference path alone, what an install
+  record_ref       without a C compiler gets (likewise `record_segment`)
 
 The taps are timed from process start to exit. Peak RSS is the process tree's, polled from /proc
 every 20 ms: the largest sum of VmRSS over the tree, or the largest single process's VmHWM
@@ -61,7 +63,8 @@ KEY = "bench"
 AUTH = {"Authorization": f"Basic {KEY}"}
 DAY, NEXT = "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"
 DAY_UNIX = 1704067200
-RUNS = ("parquet", "record_segment", "record_bundles", "duckdb", "legacy", "floor")
+RUNS = ("parquet", "record_segment", "record_bundles", "duckdb", "legacy", "floor",
+        "parquet_ref", "record_ref")
 
 # --- child programs ---------------------------------------------------------------------------
 
@@ -277,14 +280,15 @@ def _logged_rows(stderr: str) -> int:
     return total
 
 
-def run_parquet(ex: Exports, work: Path, profile: Path | None = None) -> dict[str, t.Any]:
+def run_parquet(ex: Exports, work: Path, profile: Path | None = None,
+                **extra: t.Any) -> dict[str, t.Any]:
     import pyarrow.parquet as pq
 
     dest = work / "parquet"
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()
     cfg = write_json(work / "parquet.json", tap_config(ex, batch_config={
-        "encoding": {"format": "parquet"}, "storage": {"root": dest.as_uri()}}))
+        "encoding": {"format": "parquet"}, "storage": {"root": dest.as_uri()}}, **extra))
     res = measure(_maybe_spy([*tap_command(), "--config", str(cfg)], profile))
     files = [Path(u.removeprefix("file://")) for line in res.stdout.splitlines()
              if line.startswith('{"type":"BATCH"') for u in json.loads(line)["manifest"]]
@@ -294,8 +298,10 @@ def run_parquet(ex: Exports, work: Path, profile: Path | None = None) -> dict[st
     return _figures(rows, res.seconds, res.peak_rss, files=len(files), parquet_bytes=size)
 
 
-def run_record(ex: Exports, work: Path, api: str, profile: Path | None = None) -> dict[str, t.Any]:
-    extra = {"export_api": "bundles"} if api == "bundles" else {}
+def run_record(ex: Exports, work: Path, api: str, profile: Path | None = None,
+               **extra: t.Any) -> dict[str, t.Any]:
+    if api == "bundles":
+        extra["export_api"] = "bundles"
     cfg = write_json(work / f"record-{api}.json", tap_config(ex, **extra))
     res = measure(_maybe_spy([*tap_command(), "--config", str(cfg)], profile), stdout_to_null=True)
     return _figures(_logged_rows(res.stderr), res.seconds, res.peak_rss)
@@ -398,6 +404,8 @@ LABELS = {
     "duckdb": "DuckDB COPY read_json -> Parquet",
     "legacy": "tap-fullstory 1.0.4, bundles API",
     "floor": "floor: gunzip + orjson per line",
+    "parquet_ref": "tap, Parquet, reference path (no C)",
+    "record_ref": "tap, RECORD segment, reference path (no C)",
 }
 
 
@@ -490,6 +498,8 @@ def main() -> int:
             "duckdb": lambda: run_duckdb(ex, work),
             "legacy": lambda: run_legacy(ex, work),
             "floor": lambda: run_floor(ex, work),
+            "parquet_ref": lambda: run_parquet(ex, work, c_scanner=False),
+            "record_ref": lambda: run_record(ex, work, "segment", c_scanner=False),
         }
         for round_ in range(args.repeat):
             for name in only:

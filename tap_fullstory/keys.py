@@ -40,7 +40,7 @@ class EventKeyer:
 
     def __init__(self, *, whole_window: bool = False, after: t.Any = None) -> None:
         """`after`: the EventStart of the row just before, when keying starts mid-window right
-        where EventStart changes (the parallel writer keys each chunk of a window on its own)."""
+        where EventStart changes (the chunked writers key each chunk of a window on its own)."""
         self._whole_window = whole_window
         self._counts: dict[str, int] = {}
         self._current: t.Any = after
@@ -61,25 +61,3 @@ class EventKeyer:
             return digest
         return _blake2b(bytes.fromhex(digest) + ordinal.to_bytes(8, "big"),
                         digest_size=16).hexdigest()
-
-
-def keys_of(texts: t.Iterable[bytes], starts: t.Iterable[t.Any], after: t.Any = None) -> list[str]:
-    """`EventKeyer.key` for many rows at once, given each row's identity text (orjson's
-    `[identity values]`, built in Arrow or C) and EventStart: the columnar paths' keyer."""
-    blake2b = _blake2b
-    current = after
-    counts: dict[str, int] = {}
-    ids: list[str] = []
-    append = ids.append
-    for text, start in zip(texts, starts, strict=True):
-        if start != current:
-            if current is not None and start is not None and start < current:
-                raise OutOfOrderError(f"EventStart {start} after {current}")
-            counts.clear()
-            current = start
-        digest = blake2b(text, digest_size=16).hexdigest()
-        ordinal = counts.get(digest, 0)
-        counts[digest] = ordinal + 1
-        append(digest if ordinal == 0 else blake2b(
-            bytes.fromhex(digest) + ordinal.to_bytes(8, "big"), digest_size=16).hexdigest())
-    return ids

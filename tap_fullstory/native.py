@@ -1,17 +1,17 @@
-"""The C scanner, `tap_fullstory._columns` (issue #8): what both of its uses share, and RECORD mode.
+"""The C scanner, `tap_fullstory._columns`: what both of its uses share, and RECORD mode.
 
-The extension is optional (built from `csrc/` when a C compiler is there). It reads each NDJSON
-row once and returns either Arrow buffers (Parquet day batches: `native_columns`) or whole
-RECORD lines (`write_records`). Python checks what C leaves to it (float texts against orjson's
-own shortest form); anything not provably identical to the per-record path raises `Fallback` and
-that chunk takes the Python paths. No pyarrow here: RECORD mode does not load it.
+The fast path of every mode. The extension is optional (built from `csrc/` when a C compiler is
+there). It reads each NDJSON row once and returns either Arrow buffers (Parquet day batches:
+`native_columns`) or whole RECORD lines (`write_records`). Python checks what C leaves to it
+(float texts against orjson's own shortest form); a chunk that is not provably identical to the
+reference (`records.RecordMaker`) is refused and that chunk takes the reference instead, counted
+per reason. No pyarrow here: RECORD mode does not load it.
 """
 
 from __future__ import annotations
 
 import collections
 import ctypes
-import os
 import queue
 import threading
 import typing as t
@@ -20,9 +20,10 @@ from concurrent.futures import wait as futures_wait
 
 import orjson
 
-from tap_fullstory.keys import IDENTITY_FIELDS
+from tap_fullstory.keys import IDENTITY_FIELDS, OutOfOrderError
 
 if t.TYPE_CHECKING:
+    from tap_fullstory.fields import Splitter
     from tap_fullstory.output import ChunkEncoder
 
 try:
@@ -31,8 +32,6 @@ except ImportError:  # no C compiler at install time: the pure-Python paths do t
     _columns = None
 
 AVAILABLE = _columns is not None
-#: Set TAP_FULLSTORY_NATIVE=0 to leave the scanner out (the Python paths then take every chunk).
-ENABLED = AVAILABLE and os.environ.get("TAP_FULLSTORY_NATIVE", "1") != "0"
 #: Decompressed bytes per read on the C paths (cut into CHUNK_BYTES chunks without copying).
 BLOCK = 8 << 20
 #: A buffer C allocated: (address, size, owner that frees it).
@@ -47,8 +46,35 @@ def start_text(after: t.Any) -> bytes | str | None:
     return after.encode() if isinstance(after, str) else "EventStart before the chunk is not text"
 
 
+def status(enabled: bool) -> str:
+    """One line for the log: which path writes the rows in this run."""
+    if not AVAILABLE:
+        return ("C scanner not built (no C compiler at install time): every row takes the "
+                "per-record path")
+    if not enabled:
+        return "C scanner off (setting c_scanner=false): every row takes the per-record path"
+    return "C scanner in use; chunks it cannot prove identical take the per-record path"
+
+
 class Fallback(Exception):
-    """This chunk needs another path (its values could differ here)."""
+    """This chunk needs the reference (its values could differ here); the message is the reason,
+    a fixed text (never row data), so that reasons can be counted."""
+
+
+class ChunkRun:
+    """What a chunked run did: rows written, whether it reached the end, and the chunks the
+    reference wrote, per reason."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.complete = False
+        self.chunks = 0
+        self.fallbacks: collections.Counter[str] = collections.Counter()
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{why}: {n}" for why, n in self.fallbacks.most_common())
+        return (f"{sum(self.fallbacks.values())} of {self.chunks} chunk(s) took the per-record "
+                f"path ({reasons})")
 
 
 class FloatCheck:
@@ -71,7 +97,77 @@ class FloatCheck:
                 if len(known) < 100_000:
                     known[text] = ok
             if not ok:
-                raise Fallback(f"float text {text[:40]!r}")
+                raise Fallback("float text orjson writes differently")
+
+
+# --- cutting an export into chunks ------------------------------------------------------------
+
+#: Bytes per chunk (about 3,000 rows); a chunk ends where EventStart changes, so EventId
+#: ordinals never span two chunks.
+CHUNK_BYTES = 4 << 20
+#: A chunk that finds no EventStart change within this many bytes stops the chunked phase.
+MAX_CHUNK_BYTES = 64 * CHUNK_BYTES
+_BAD = object()
+
+
+def line_event_start(splitter: t.Any, line: bytes) -> t.Any:
+    """The EventStart the keyer would see for this line, or _BAD (blank, not an object...)."""
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return _BAD
+    if not isinstance(row, dict):
+        return _BAD
+    return splitter.split(row)[0].get("EventStart")
+
+
+def _chunks(blocks: t.Iterable[bytes], splitter: Splitter) -> t.Iterator[tuple[t.Any, t.Any]]:
+    """(NDJSON lines, EventStart of the row before them) per chunk: at least CHUNK_BYTES, cut only
+    between two valid rows whose EventStart differs (EventId ordinals never span two chunks).
+    Raises _Stop when no cut is found within MAX_CHUNK_BYTES. Chunks are read-only memoryviews
+    of the decompressed blocks (no copy)."""
+
+    def es(line: bytes) -> t.Any:
+        return line_event_start(splitter, line)
+
+    buf = b""
+    after: t.Any = None
+    for data in blocks:
+        buf = buf + data if buf else data
+        pos = 0
+        while len(buf) - pos > CHUNK_BYTES:
+            i = buf.find(b"\n", pos + CHUNK_BYTES)
+            cut = 0
+            if i >= 0:
+                begin = buf.rfind(b"\n", pos, i)
+                prev = es(buf[pos if begin < 0 else begin + 1 : i])
+                while (j := buf.find(b"\n", i + 1)) >= 0:
+                    now = es(buf[i + 1 : j])
+                    if prev is not _BAD and now is not _BAD and now != prev:
+                        cut = i + 1
+                        break
+                    prev, i = now, j
+            if not cut:
+                if len(buf) - pos > MAX_CHUNK_BYTES:
+                    raise _Stop
+                break
+            yield memoryview(buf)[pos:cut], after
+            after, pos = prev, cut
+        buf = buf[pos:]
+    if buf:
+        yield memoryview(buf), after
+
+
+class _Stop(Exception):
+    """Ends the chunked phase; the window's reference takes over after the rows written."""
+
+
+#: What ends a chunked run early, for the window's reference to resume after the rows written
+#: and meet the problem itself: no EventStart change to cut at (`_Stop`), a truncated or
+#: corrupt body, and what the reference raises on a chunk (invalid JSON or a row that is not an
+#: object: ValueError; rows out of EventStart order). Anything else is a bug or an I/O failure
+#: and propagates.
+STOP: tuple[type[BaseException], ...] = (ValueError, OutOfOrderError, _Stop)
 
 
 _END = object()
@@ -79,7 +175,7 @@ _DECODE: ThreadPoolExecutor | None = None
 
 
 def _decode_pool() -> ThreadPoolExecutor:
-    """One decode thread for the process (see `arrow_chunks._parse_pool` for why)."""
+    """One decode thread for the process (see `parse_pool` for why)."""
     global _DECODE
     if _DECODE is None:
         _DECODE = ThreadPoolExecutor(1, thread_name_prefix="export-decode")
@@ -174,11 +270,12 @@ class NativeRecords:
         from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID, EXPORT_END, EXPORT_START
 
         drop = set(encoder.drop)
+        maker = encoder.maker
         self._spec = tuple((name.encode(), "t" if name in timestamps else "s",
                             name in timestamps, name not in drop) for name in known)
         self._identity = (tuple(known.index(name) for name in IDENTITY_FIELDS)
-                          if encoder.use_keys else None)
-        window = {EXPORT_START: encoder.export_start, EXPORT_END: encoder.export_end}
+                          if maker.use_keys else None)
+        window = {EXPORT_START: maker.export_start, EXPORT_END: maker.export_end}
         self._record = (encoder.head, encoder.tail, EVENT_ID not in drop, CUSTOM_VARS not in drop,
                         *(None if name in drop else orjson.dumps(window[name])
                           for name in (EXPORT_START, EXPORT_END)))
@@ -206,34 +303,32 @@ class NativeRecords:
         return view, rows
 
 
-def write_records(path: str, encoder: ChunkEncoder) -> tuple[int, bool]:
-    """RECORD lines of an NDJSON export through the C scanner, in order, to stdout: (rows written,
-    complete). One thread decompresses and cuts, one scans, this one writes; a chunk C refuses
-    is encoded by `encoder` (Python). Stops, with an exact count, where the sequential path must
-    decide (a malformed row, rows out of EventStart order, a truncated file...), as
-    `output.write_ndjson_parallel` does."""
-    from tap_fullstory.fields import Splitter
-    from tap_fullstory.output import _chunks, _write_all, raw_stdout
+def write_records(path: str, encoder: ChunkEncoder) -> ChunkRun:
+    """RECORD lines of an NDJSON export through the C scanner, in order, to stdout. One thread
+    decompresses and cuts, one scans, this one writes; a chunk C refuses is encoded by the
+    reference (`encoder`). Stops (run.complete False, run.written exact) where the window's
+    reference must decide (`STOP`): it resumes after the rows written."""
+    from tap_fullstory.output import _write_all, raw_stdout
     from tap_fullstory.sources.decode import body_blocks
 
+    run = ChunkRun()
     fd = raw_stdout(path)
     if fd is None:
-        return 0, False
-    splitter: Splitter = encoder.splitter
+        return run
+    splitter = encoder.maker.splitter
     records = NativeRecords(encoder, splitter.column_names, splitter.timestamp_names)
-    written = 0
     try:
-        chunks = background(_chunks(body_blocks(path, BLOCK), encoder, views=True), depth=1)
+        chunks = background(_chunks(body_blocks(path, BLOCK), splitter), depth=1)
         for chunk, after, scanned in parsed_ahead(chunks, records.scan):
+            run.chunks += 1
             try:
                 data, rows = records.lines(scanned.result())
-            except Fallback:
-                try:
-                    data, rows = encoder.encode(bytes(chunk), after)
-                except Exception:
-                    return written, False
+            except Fallback as why:
+                run.fallbacks[str(why)] += 1
+                data, rows = encoder.encode(chunk, after)
             _write_all(fd, data)
-            written += rows
-    except Exception:  # _Stop, a truncated or corrupt file, a closed pipe...
-        return written, False
-    return written, True
+            run.written += rows
+    except STOP:
+        return run
+    run.complete = True
+    return run

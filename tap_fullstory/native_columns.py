@@ -1,8 +1,9 @@
-"""A chunk of NDJSON export rows -> one Arrow record batch, through the C scanner (issue #8, P1).
+"""Columnar day batches through the C scanner: NDJSON chunks -> Arrow record batches.
 
 `native` runs `tap_fullstory._columns` (C): the known columns come back as Arrow buffers, plus
 the exact text of CustomVars and the EventIds. This module wraps those buffers (no copy) into the
-day writer's record batch; anything not provably identical raises `native.Fallback`.
+day writer's record batch. A chunk C cannot prove identical goes through the reference
+(`records.RecordMaker` -> `ColumnarDayWriter.add`) instead, so the files are the same either way.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import typing as t
 
 import pyarrow as pa
 
-from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID
+from tap_fullstory import native
+from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID, EXPORT_END, EXPORT_START
 from tap_fullstory.keys import IDENTITY_FIELDS
-from tap_fullstory.native import Fallback, FloatCheck, Owned, _columns, start_text
+from tap_fullstory.native import ChunkRun, Fallback, FloatCheck, Owned, _columns, start_text
+
+if t.TYPE_CHECKING:
+    from tap_fullstory.parquet import ColumnarDayWriter
+    from tap_fullstory.records import RecordMaker
 
 _KIND = {"integer": "i", "number": "f", "string": "s", "date-time": "t"}
 #: C parses timestamps in FullStory's form to microseconds (any other form: refused).
@@ -87,3 +93,41 @@ class NativeChunks:
             else:
                 out.append(arrays[name])
         return pa.RecordBatch.from_arrays(out, schema=self.schema)
+
+
+def write_columns(path: str, writer: ColumnarDayWriter, maker: RecordMaker) -> ChunkRun:
+    """One window's NDJSON export into the day's columnar writer, chunk by chunk: C's batch, or
+    the reference's records for a chunk C refuses. One thread decompresses and cuts, one scans.
+    Stops (run.complete False, run.written exact) where the window's reference must decide
+    (`native.STOP`): it resumes after the rows written. A JSON array is left to the reference."""
+    from tap_fullstory.sources.decode import body_blocks, is_json_array
+
+    run = ChunkRun()
+    if is_json_array(path):
+        return run
+    kinds = dict(zip(writer.names, writer.kinds, strict=True))
+    window_ts = {name: pa.scalar(value).cast(_ARROW["t"]) for name, value in
+                 ((EXPORT_START, maker.export_start), (EXPORT_END, maker.export_end))}
+    splitter = maker.splitter
+    scanner = NativeChunks(writer.schema, kinds, splitter.column_names,
+                           use_keys=maker.use_keys, window_ts=window_ts)
+    try:
+        chunks = native.background(native._chunks(body_blocks(path, native.BLOCK), splitter),
+                                   depth=1)
+        for chunk, after, scanned in native.parsed_ahead(chunks, scanner.scan):
+            run.chunks += 1
+            try:
+                batch = scanner.batch(scanned.result())
+            except Fallback as why:
+                run.fallbacks[str(why)] += 1
+                records = list(maker.chunk_records(chunk, after))  # whole chunk or nothing
+                for record in records:
+                    writer.add(record)
+                run.written += len(records)
+                continue
+            writer.add_batch(batch)
+            run.written += batch.num_rows
+    except native.STOP:
+        return run
+    run.complete = True
+    return run

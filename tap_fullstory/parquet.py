@@ -1,8 +1,11 @@
-"""Parquet for the day batches: an explicit Arrow schema and a streaming, bounded-memory writer.
+"""Columnar day batches (Parquet or Arrow IPC): an explicit Arrow schema, a bounded-memory writer.
 
 Types are never inferred from values (the SDK's default encoder does, and breaks on the CustomVars
 object column): integer -> int64, number -> float64, date-time -> timestamp[us, UTC] (milliseconds
-kept), CustomVars -> JSON text with Parquet's JSON logical type. zstd, bounded row groups.
+kept), CustomVars -> JSON text as the canonical `arrow.json` extension type (Parquet's JSON
+logical type). A day is written as part files of at most `part_rows` rows, each committed when
+full, because an SDK target reads a whole file into memory; the formats differ only in the file
+each part is (`ParquetPart`: zstd, bounded row groups; `ArrowPart`: the IPC file format).
 """
 
 from __future__ import annotations
@@ -161,20 +164,68 @@ _FIXERS: dict[str, t.Callable[[t.Any], t.Any]] = {
 # --- the writer ---------------------------------------------------------------------------
 
 
-class ParquetDayWriter:
-    """Streams records into one Parquet file: explicit schema, zstd, bounded row groups.
+class PartFile(t.Protocol):
+    """One part's file format: batches in, closed by `close` (the DayFile is committed after)."""
+
+    def write(self, table: pa.Table, group_rows: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class ParquetPart:
+    ext = "parquet"
+
+    def __init__(self, file: t.IO[bytes], schema: pa.Schema) -> None:
+        self._writer = pq.ParquetWriter(
+            file, schema, compression="zstd", compression_level=1,
+            use_dictionary=[n for n in schema.names if n not in _NO_DICTIONARY],
+            # min/max where engines prune (timestamps, ids, numbers), not on free text
+            write_statistics=[f.name for f in schema
+                              if not (pa.types.is_string(f.type)
+                                      or isinstance(f.type, pa.ExtensionType))],
+            store_schema=True,
+        )
+
+    def write(self, table: pa.Table, group_rows: int) -> None:
+        self._writer.write_table(table, group_rows)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class ArrowPart:
+    """Arrow IPC file format (what Meltano's Arrow BATCH convention and target-snowflake read)."""
+
+    ext = "arrow"
+
+    def __init__(self, file: t.IO[bytes], schema: pa.Schema, compression: str | None) -> None:
+        options = pa.ipc.IpcWriteOptions(compression=compression)
+        self._writer = pa.ipc.new_file(file, schema, options=options)
+
+    def write(self, table: pa.Table, group_rows: int) -> None:
+        self._writer.write_table(table, max_chunksize=group_rows)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class ColumnarDayWriter:
+    """Streams a day's records into part files of at most `part_rows` rows each.
 
     Each record is scattered into per-column lists as it arrives (one pass over a dict that is
     still in cache; the dict is then free), `CHUNK_ROWS` rows at a time become Arrow arrays.
     Batches (those, or ready-made ones from `add_batch`) go to a writer thread (`_RowGroupSink`)
     that cuts exact row groups and encodes and compresses them (pyarrow releases the GIL there).
+    A full part is finished and committed here, on the caller's thread, before the next opens.
     """
 
-    def __init__(self, open_file: t.Callable[[], DayFile], schema: pa.Schema, kinds: list[Kind],
-                 logger: t.Any, row_group_rows: int = ROW_GROUP_ROWS,
-                 all_names: t.Iterable[str] = ()) -> None:
-        self._open_file = open_file
-        self.row_group_rows = max(1, row_group_rows)
+    def __init__(self, open_part: t.Callable[[int], DayFile],
+                 part_format: t.Callable[[t.IO[bytes]], PartFile], schema: pa.Schema,
+                 kinds: list[Kind], logger: t.Any, part_rows: int,
+                 row_group_rows: int = ROW_GROUP_ROWS, all_names: t.Iterable[str] = ()) -> None:
+        self._open_part = open_part
+        self._part_format = part_format
+        self.part_rows = max(1, part_rows)
+        self.row_group_rows = max(1, min(row_group_rows, self.part_rows))
         self.chunk_rows = min(CHUNK_ROWS, self.row_group_rows)
         self.schema = schema
         self.kinds = kinds
@@ -185,8 +236,10 @@ class ParquetDayWriter:
         self._n = 0
         self._cols: dict[str, list[t.Any]] = self._new_columns()
         self._file: DayFile | None = None
-        self._writer: pq.ParquetWriter | None = None
+        self._part: PartFile | None = None
         self._sink: _RowGroupSink | None = None
+        self._left = 0  # rows the open part still takes
+        self._done: list[DayFile] = []  # committed parts
 
     def _new_columns(self) -> dict[str, list[t.Any]]:
         size = self.chunk_rows
@@ -222,54 +275,62 @@ class ParquetDayWriter:
         self._put(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
 
     def add_batch(self, batch: pa.RecordBatch) -> None:
-        """Rows already in Arrow form (`arrow_chunks`), after any rows added one by one. Row
-        groups stay exactly `row_group_rows` long, as on the per-record path."""
+        """Rows already in Arrow form (the C scanner), after any rows added one by one. Row
+        groups and parts stay exactly as long as on the per-record path."""
         self._convert()
         if batch.num_rows:
             self._put(batch)
 
     def _put(self, batch: pa.RecordBatch) -> None:
-        if self._sink is None:  # the file is opened here, on the caller's thread
-            self._file = self._open_file()
-            self._writer = pq.ParquetWriter(
-                self._file.file, self.schema, compression="zstd", compression_level=1,
-                use_dictionary=[n for n in self.names if n not in _NO_DICTIONARY],
-                # min/max where engines prune (timestamps, ids, numbers), not on free text
-                write_statistics=[f.name for f in self.schema
-                                  if not (pa.types.is_string(f.type)
-                                          or isinstance(f.type, pa.ExtensionType))],
-                store_schema=True,
-            )
-            self._sink = _RowGroupSink(self._writer, self.schema, self.row_group_rows)
-        self.rows += batch.num_rows
-        self._sink.put(batch)
+        while batch.num_rows:
+            if self._sink is None:
+                self._file = self._open_part(len(self._done))
+                self._part = self._part_format(self._file.file)
+                self._sink = _RowGroupSink(self._part, self.schema, self.row_group_rows)
+                self._left = self.part_rows
+            take = min(self._left, batch.num_rows)
+            self._sink.put(batch if take == batch.num_rows else batch.slice(0, take))
+            self.rows += take
+            self._left -= take
+            batch = batch.slice(take)
+            if not self._left:
+                self._commit_part()
 
-    def close(self) -> str | None:
-        """Write the rest and commit; None (and no file) when the day had no rows."""
-        self._convert()
-        if self._sink is None or self._writer is None or self._file is None:
-            return None
+    def _commit_part(self) -> None:
+        assert self._sink is not None and self._part is not None and self._file is not None
         self._sink.finish()
-        self._writer.close()
-        return self._file.commit()
+        self._part.close()
+        self._file.commit()
+        self._done.append(self._file)
+        self._sink = self._part = self._file = None
+
+    def close(self) -> list[str]:
+        """Write the rest and commit; the day's part URLs (none when the day had no rows)."""
+        self._convert()
+        if self._sink is not None:
+            self._commit_part()
+        return [part.url for part in self._done]
 
     def abort(self, exc: BaseException) -> None:
+        """Drop the open part and remove the committed ones: no manifest will name them."""
         if self._sink is not None:
             with contextlib.suppress(BaseException):
                 self._sink.finish(discard=True)
         if self._file is not None:
             self._file.abort(exc)
+        for part in self._done:
+            part.remove()
 
 
 class _RowGroupSink:
     """Batches in, row groups of exactly `size` rows out, written on a thread of its own.
 
-    The caller waits only when `size // 2` rows are queued: at most a row group being written
-    plus half of one queued are held, so memory stays flat, and the caller's work overlaps the
-    encoding instead of waiting for each row group in turn.
+    The caller waits only when `size // 4` rows are queued: at most a row group being written
+    plus a quarter of one queued are held, so memory stays flat, and the caller's work overlaps
+    the encoding instead of waiting for each row group in turn.
     """
 
-    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema, size: int) -> None:
+    def __init__(self, writer: PartFile, schema: pa.Schema, size: int) -> None:
         self._writer, self._schema, self._size = writer, schema, size
         self._limit = max(1, size // 4)
         self._queue: collections.deque[pa.RecordBatch | None] = collections.deque()
@@ -315,7 +376,7 @@ class _RowGroupSink:
                     return
                 if batch is None:  # the end: the last, shorter row group
                     if rows:
-                        self._writer.write_table(
+                        self._writer.write(
                             pa.Table.from_batches(pending, schema=self._schema), self._size)
                     return
                 pending.append(batch)
@@ -324,7 +385,7 @@ class _RowGroupSink:
                     table = pa.Table.from_batches(pending, schema=self._schema)
                     rest = table.slice(self._size)
                     pending, rows = rest.to_batches(), rest.num_rows
-                    self._writer.write_table(table.slice(0, self._size), self._size)
+                    self._writer.write(table.slice(0, self._size), self._size)
                     del table
         except BaseException as exc:
             with self._cond:

@@ -15,24 +15,11 @@ import typing as t
 
 from singer_sdk.exceptions import FatalAPIError
 
-from tap_fullstory.fields import (
-    CUSTOM_VARS,
-    EVENT_ID,
-    EXPORT_END,
-    EXPORT_START,
-    Splitter,
-    requested_fields,
-    singer_schema,
-)
+from tap_fullstory import native, sdk
+from tap_fullstory.fields import EVENT_ID, EXPORT_START, requested_fields, singer_schema
 from tap_fullstory.keys import EventKeyer, OutOfOrderError
-from tap_fullstory.output import (
-    PARALLEL_MIN_BYTES,
-    ChunkEncoder,
-    FastSingerWriter,
-    fast_path_allowed,
-    utc_now_text,
-    write_ndjson_parallel,
-)
+from tap_fullstory.output import ChunkEncoder, FastSingerWriter, fast_path_allowed, utc_now_text
+from tap_fullstory.records import RecordMaker
 from tap_fullstory.settings import BUNDLES, Settings
 from tap_fullstory.sources.decode import MalformedExportError, TruncatedExportError, iter_rows
 from tap_fullstory.sources.download import Spooled
@@ -114,6 +101,7 @@ class EventsStream(FullStoryHTTPStream):
         """The windows this run exports, from the bookmark up to the export limit."""
         start = self.starting_point(context)
         limit = self.export_limit()
+        self.logger.info("%s", native.status(self.settings.c_scanner))
         if start >= limit:
             self.logger.info(
                 "Nothing to export: the next window starts at %s and exports are allowed up to %s "
@@ -160,30 +148,40 @@ class EventsStream(FullStoryHTTPStream):
     def _write_window(self, window: Window, spooled: Spooled) -> int:
         """The fast path: one window's RECORD lines straight to stdout; returns the rows.
 
-        A large NDJSON export is written by the C scanner (`native.write_records`) or, without
-        it, by two processes (`write_ndjson_parallel`); if that stops early (malformed row, rows
-        out of order, truncated file...) the sequential path resumes after the rows already
-        written and handles the problem as usual."""
-        from tap_fullstory import native
-
+        The C scanner (`native.write_records`) writes what it can; if it stops early (malformed
+        row, rows out of order, truncated file...) the window's reference resumes after the rows
+        already written and handles the problem as usual."""
         drop = self.deselected_properties()
-        written, complete = 0, False
-        if spooled.size >= PARALLEL_MIN_BYTES:
-            encoder = ChunkEncoder(
-                self.name, self._extracted, Splitter(mobile=self.settings.include_mobile_fields),
-                fmt(window.start), fmt(window.end), self.settings.event_id, drop,
-            )
-            if native.ENABLED:
-                written, complete = native.write_records(spooled.path, encoder)
-            else:
-                written, complete = write_ndjson_parallel(spooled.path, encoder)
-        if not complete:
-            written += FastSingerWriter.write_records(
-                self.name, self._window_records(window, spooled, emitted=written),
-                self._extracted, drop,
-            )
+        written = 0
+        if self.use_c_scanner:
+            encoder = ChunkEncoder(self.name, self._extracted, self.record_maker(window), drop)
+            run = native.write_records(spooled.path, encoder)
+            self.log_fallbacks(window, run)
+            if run.complete:
+                self._record_counter.increment(run.written)
+                return run.written
+            written = run.written
+        written += FastSingerWriter.write_records(
+            self.name, self._window_records(window, spooled, emitted=written),
+            self._extracted, drop,
+        )
         self._record_counter.increment(written)
         return written
+
+    @property
+    def use_c_scanner(self) -> bool:
+        return native.AVAILABLE and self.settings.c_scanner
+
+    def record_maker(self, window: Window) -> RecordMaker:
+        """The reference for one window's rows."""
+        return RecordMaker(mobile=self.settings.include_mobile_fields,
+                           use_keys=self.settings.event_id,
+                           export_start=fmt(window.start), export_end=fmt(window.end))
+
+    def log_fallbacks(self, window: Window, run: native.ChunkRun) -> None:
+        """Chunks the C scanner left to the reference, per reason (INFO: they cost speed)."""
+        if run.fallbacks:
+            self.logger.info("Window %s: %s", window.label, run.summary())
 
     def get_batches(self, batch_config: t.Any, context: t.Any = None) -> t.Iterator[t.Any]:
         """BATCH mode: one Parquet/JSONL file per UTC day (see tap_fullstory.batches)."""
@@ -205,10 +203,9 @@ class EventsStream(FullStoryHTTPStream):
 
     def complete_window(self, window: Window, context: t.Any) -> None:
         """Move the bookmark to the window's end (and say so, in RECORD mode)."""
-        self._increment_stream_state({EXPORT_START: fmt(window.end)}, context=context)
-        self.state_manager.is_flushed = False
+        sdk.move_bookmark(self, fmt(window.end), context)
         if self.state_per_window:
-            self._write_state_message()
+            sdk.write_state(self)
 
     def _window_records(
         self, window: Window, spooled: Spooled, emitted: int = 0
@@ -216,30 +213,17 @@ class EventsStream(FullStoryHTTPStream):
         """Records of one window's file, after the first `emitted` rows (written already); a
         truncated file is downloaded again and resumed after the rows already emitted (same
         export, same bytes), never emitting a row twice."""
-        splitter = Splitter(mobile=self.settings.include_mobile_fields)
-        split = splitter.split
-        export_start, export_end = fmt(window.start), fmt(window.end)
-        use_keys = self.settings.event_id
+        maker = self.record_maker(window)
         redownloads = 0
         whole_window = False
         current = spooled
         try:
             while True:
-                keyer = EventKeyer(whole_window=whole_window)
-                position = 0
                 try:
-                    for row in iter_rows(current.path):
-                        cols, custom = split(row)
-                        if use_keys:
-                            cols[EVENT_ID] = keyer.key(cols)
-                        position += 1
-                        if position <= emitted:
-                            continue
-                        cols[CUSTOM_VARS] = custom
-                        cols[EXPORT_START] = export_start
-                        cols[EXPORT_END] = export_end
+                    for record in maker.records(iter_rows(current.path),
+                                                EventKeyer(whole_window=whole_window), emitted):
                         emitted += 1
-                        yield cols
+                        yield record
                     return
                 except OutOfOrderError:
                     self.logger.info(

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tap_fullstory import native
 from tap_fullstory.fields import singer_schema
 from tests.tapio import TAP, TapRun, run_tap
 
@@ -204,23 +205,26 @@ def test_crash_mid_day_two_redoes_that_day_once(make_emulator, tmp_path, fmt) ->
     emu.add_fault("download", "malformed_row", nth=6, row=3)  # window 6 = 2024-01-02 06:00-12:00
     out, spill = tmp_path / "out", tmp_path / "tmp"
     spill.mkdir()
-    # batch_size 100: day 2's first window is already in the (uncommitted) file when it fails
+    # batch_size 100: parts of day 2's first window are committed when the day fails
     cfg = config(emu.base_url, out.as_uri(), fmt, "gzip", batch={"batch_size": 100})
     failed = run_tap(cfg, env={"TMPDIR": str(spill)})
     assert failed.returncode != 0
-    assert len(failed.batches) == 1 and "2024-01-01" in manifests(failed)[0]
+    assert len(failed.batches) == 1 and all("2024-01-01" in u for u in manifests(failed))
     assert failed.bookmark() == DAY_ENDS[0]
-    # no partial file: neither in the batch root nor as a transaction temp file
-    assert sorted(p.name for p in out.iterdir()) == [local(manifests(failed)[0]).name]
+    # no part of the failed day is left: neither in the batch root nor as a transaction temp file
+    assert sorted(p.name for p in out.iterdir()) == sorted(local(u).name for u in manifests(failed))
     assert [p for p in spill.iterdir() if p.is_file()] == []
 
     emu.clear_faults()
     resumed = ok(run_tap(cfg, state=failed.final_state))
+    days = [{local(u).name[len("fs-events-"):][:10] for u in b["manifest"]}
+            for b in failed.batches + resumed.batches]
+    assert days == [{"2024-01-01"}, {"2024-01-02"}, {"2024-01-03"}]  # one BATCH per day, once
     urls = manifests(failed) + manifests(resumed)
-    assert sum("events-2024-01-02-" in u for u in urls) == 1
-    assert len(urls) == 3
     read = parquet_rows if fmt == "parquet" else jsonl_rows
-    rows = [r for url in urls for r in read(url)]
+    parts = [read(url) for url in urls]
+    assert all(0 < len(part) <= 100 for part in parts)
+    rows = [r for part in parts for r in part]
     expected = emu.expected_rows(START, END)
     assert len(rows) == len(expected) == len({r["EventId"] for r in rows})
     assert sorted(p.name for p in out.iterdir()) == sorted(local(u).name for u in urls)
@@ -384,21 +388,21 @@ def test_target_postgres_loads_parquet_and_jsonl_like_record_mode(
             f'WHERE r."{cv}" IS DISTINCT FROM (p."{cv}" #>> \'{{}}\')::jsonb').fetchone()[0] == 0
 
 
-# --- the Arrow chunk path (tap_fullstory.arrow_chunks) -------------------------------------------
+# --- the C scanner's columnar path (native_columns.write_columns) against the reference -----------
 
 
 def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bool,
               chunk_bytes: int = 2_000) -> tuple[pa.Table, t.Any]:
-    """One window's rows written as the day batch would write them: the Arrow chunk path
-    (resumed by the per-record path where it stops) or the per-record path alone. A row given
-    as a str is written verbatim (raw JSON text)."""
+    """One window's rows written as the day batch would write them: the C scanner (resumed by
+    the reference where it stops) or the reference alone. A row given as a str is written
+    verbatim (raw JSON text). Returns the table and the scanner's `ChunkRun` (None: reference)."""
     import logging
 
-    from tap_fullstory import output
-    from tap_fullstory.arrow_chunks import ArrowChunkWriter
-    from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID, EXPORT_END, EXPORT_START, Splitter
+    from tap_fullstory import native
     from tap_fullstory.keys import EventKeyer, OutOfOrderError
-    from tap_fullstory.parquet import _ARROW, ParquetDayWriter, property_kind
+    from tap_fullstory.native_columns import write_columns
+    from tap_fullstory.parquet import _ARROW, ColumnarDayWriter, ParquetPart, property_kind
+    from tap_fullstory.records import RecordMaker
     from tap_fullstory.sources.decode import iter_rows
 
     src = tmp_path / f"export-{fast}.ndjson.gz"
@@ -411,54 +415,54 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
     schema = pa.schema([pa.field(n, _ARROW[k]) for n, k in zip(SCHEMA, kinds, strict=True)])
 
     class File:
-        def __init__(self) -> None:
+        url = str(dst)
+
+        def __init__(self, index: int) -> None:
+            assert index == 0  # one part
             self.file = dst.open("wb")
 
         def commit(self) -> str:
             self.file.close()
-            return str(dst)
+            return self.url
 
-    writer = ParquetDayWriter(File, schema, kinds, logging.getLogger("t"), 7, SCHEMA)
-    start, end = "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"
-    fast_writer = ArrowChunkWriter(writer, mobile=False, use_keys=True, export_start=start,
-                                   export_end=end)
-    written, complete = 0, False
+    writer = ColumnarDayWriter(File, lambda f: ParquetPart(f, schema), schema, kinds,
+                               logging.getLogger("t"), part_rows=10**9, row_group_rows=7,
+                               all_names=SCHEMA)
+    maker = RecordMaker(mobile=False, use_keys=True, export_start="2024-01-01T00:00:00Z",
+                        export_end="2024-01-02T00:00:00Z")
+    run, written = None, 0
     if fast:
-        saved = output.CHUNK_BYTES
-        output.CHUNK_BYTES = chunk_bytes
+        saved = native.CHUNK_BYTES
+        native.CHUNK_BYTES = chunk_bytes
         try:
-            written, complete = fast_writer.write(str(src))
+            run = write_columns(str(src), writer, maker)
         finally:
-            output.CHUNK_BYTES = saved
-    if not complete:  # as EventsStream._window_records, resuming after `written` rows
-        split = Splitter(mobile=False).split
+            native.CHUNK_BYTES = saved
+        written = run.written
+    if run is None or not run.complete:  # as EventsStream._window_records, after `written` rows
         for whole in (False, True):
-            keyer, out = EventKeyer(whole_window=whole), []
             try:
-                for i, row in enumerate(iter_rows(str(src))):
-                    cols, custom = split(row)
-                    cols[EVENT_ID] = keyer.key(cols)
-                    if i >= written:
-                        out.append({**cols, CUSTOM_VARS: custom, EXPORT_START: start,
-                                    EXPORT_END: end})
+                out = list(maker.records(iter_rows(str(src)), EventKeyer(whole_window=whole),
+                                         written))
             except OutOfOrderError:
                 continue
             break
         for record in out:
             writer.add(record)
     writer.close()
-    return pq.read_table(dst), fast_writer
+    return pq.read_table(dst), run
 
 
-@pytest.fixture(params=["native", "arrow"])
-def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each fast-path test twice: with the C scanner first, and with the Arrow paths alone."""
-    from tap_fullstory import arrow_chunks, native
+def _bits(table: pa.Table) -> list[t.Any]:
+    """Rows with floats as their bit patterns (-0.0 == 0.0 in Python; not in a file)."""
+    import struct
 
-    if request.param == "native" and not native.AVAILABLE:
-        pytest.skip("the C scanner is not built (no C compiler at install time)")
-    monkeypatch.setattr(arrow_chunks, "NATIVE", request.param == "native")
-    return str(request.param)
+    return [{k: struct.pack("<d", v) if isinstance(v, float) else v for k, v in row.items()}
+            for row in table.to_pylist()]
+
+
+needs_scanner = pytest.mark.skipif(
+    not native.AVAILABLE, reason="the C scanner is not built (no C compiler at install time)")
 
 
 def _rows(n: int = 60, tweaks: dict[int, dict[str, t.Any]] | None = None
@@ -483,38 +487,42 @@ def _rows(n: int = 60, tweaks: dict[int, dict[str, t.Any]] | None = None
 
 
 def _same(tmp_path: Path, rows: list[dict[str, t.Any]]) -> t.Any:
-    fast, writer = _day_file(tmp_path, rows, fast=True)
+    fast, run = _day_file(tmp_path, rows, fast=True)
     slow, _ = _day_file(tmp_path, rows, fast=False)
     assert fast.schema.equals(slow.schema)
-    assert fast.to_pylist() == slow.to_pylist()
-    return writer
+    assert _bits(fast) == _bits(slow)
+    return run
 
 
-def test_arrow_chunks_write_what_the_per_record_path_writes(tmp_path, scanner) -> None:
-    writer = _same(tmp_path, _rows())
-    assert writer.partial == 0 and writer.fallbacks == 0  # every chunk columnar
+@needs_scanner
+def test_scanner_writes_what_the_reference_writes(tmp_path) -> None:
+    run = _same(tmp_path, _rows())
+    assert run.complete and run.chunks > 1 and not run.fallbacks  # every chunk by C
 
 
-def test_arrow_chunks_null_and_integral_values_take_the_python_pass(tmp_path, scanner) -> None:
+@needs_scanner
+def test_scanner_takes_null_and_integral_values(tmp_path) -> None:
+    """C tells null from absent and keeps each number's own text: no chunk falls back."""
     rows = _rows(tweaks={5: {"user_plan_str": None}, 40: {"user_ltv_real": 3},
                          41: {"user_ltv_real": 4.0}, 50: {"user_ids_ints": [1, None]}})
-    writer = _same(tmp_path, rows)
-    if scanner == "native":  # C tells null from absent and keeps each number's own text
-        assert writer.partial == 0 and writer.fallbacks == 0
-    else:
-        assert writer.partial >= 3 and writer.fallbacks == 0
+    run = _same(tmp_path, rows)
+    assert run.complete and not run.fallbacks
 
 
-def test_arrow_chunks_fall_back_per_chunk(tmp_path, scanner) -> None:
+@needs_scanner
+def test_scanner_falls_back_per_chunk(tmp_path) -> None:
     """A known field in another case, a non-canonical timestamp, a type mismatch, an int64
-    overflow: only that chunk takes the per-record path, with the same values."""
+    overflow: only that chunk takes the reference, with the same values, counted per reason."""
     rows = _rows(tweaks={3: {"eventSubType": "x"}, 20: {"PageStart": "2024-01-01T01:00:00+01:00"},
                          33: {"PageId": "13"}, 45: {"UserId": 2**70}})
-    writer = _same(tmp_path, rows)
-    assert writer.fallbacks >= 4
+    run = _same(tmp_path, rows)
+    assert run.complete and sum(run.fallbacks.values()) >= 4
+    assert "known field in another case" in run.fallbacks
 
 
-def test_arrow_chunks_stop_where_the_per_record_path_must_decide(tmp_path, scanner) -> None:
+@needs_scanner
+def test_scanner_stops_where_the_reference_must_decide(tmp_path) -> None:
     rows = _rows()
     rows[40]["EventStart"] = "2023-12-31T00:00:00.000Z"  # out of order: whole-window keys
-    _same(tmp_path, rows)
+    run = _same(tmp_path, rows)
+    assert not run.complete and run.written < 60

@@ -2,7 +2,7 @@
 
 Memory stays flat whatever the export's size: bytes are read in chunks and rows are parsed one by
 one. Decompression uses ISA-L (python-isal; zlib-ng when it is missing). `body_blocks` gives the
-decompressed body block by block to the parallel RECORD writer (`output.write_ndjson_parallel`).
+decompressed body block by block to the C scanner's chunked writers (`native`).
 """
 
 from __future__ import annotations

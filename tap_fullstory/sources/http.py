@@ -103,7 +103,7 @@ class FullStoryHTTPStream(RESTStream):
     @property
     def http_headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "integration-source": "tap-fullstory"}
-        headers.update(self.config.get("additional_headers") or {})
+        headers.update(self.settings.additional_headers)
         return headers
 
     # --- retries -------------------------------------------------------------------------
