@@ -80,6 +80,10 @@ class Warehouse:
         """The stand-in's own processes, whose CPU a pairing also spends."""
         return []
 
+    def loader_executable(self) -> str | None:
+        """A program Meltano runs instead of the installed loader (a stand-in's wrapper), if any."""
+        return None
+
     def fresh(self, pairing: str, project: Path) -> dict[str, str]:
         """Environment for `meltano run` that points the loader at a new, empty database."""
         return {}
@@ -130,10 +134,16 @@ class DuckDB(Warehouse):
         return rows, distinct
 
     def limit(self, export_gz: Path, pairing: str, project: Path) -> dict[str, t.Any] | None:
-        db = self.work / "limit.duckdb"
-        log = self.work / "duckdb-limit.log"
-        res = run_watched([str(self.python), "-c", DUCK_LIMIT, str(export_gz), str(db)], cwd=self.work,
+        return self.measure(self.python, export_gz, self.work)
+
+    @staticmethod
+    def measure(python: Path, export_gz: Path, work: Path) -> dict[str, t.Any]:
+        db = work / "limit.duckdb"
+        log = work / "duckdb-limit.log"
+        res = run_watched([str(python), "-c", DUCK_LIMIT, str(export_gz), str(db)], cwd=work,
                           env=dict(os.environ), log=log)
+        if res.returncode != 0:
+            raise RuntimeError(tail(log, 3))
         doc = json.loads(log.read_text().strip().splitlines()[-1])
         db.unlink(missing_ok=True)
         return _limit(doc["rows"], doc["seconds"], res.peak_rss, "DuckDB read_json CTAS",
@@ -327,16 +337,51 @@ class JsonlFiles(Warehouse):
 
 
 class Snowflake(Warehouse):
-    """fakesnow (Snowflake on DuckDB) under the target, the way the Snowflake tests run it."""
+    """fakesnow (Snowflake on DuckDB) under the target, the way tests/test_snowflake.py runs it: Meltano
+    runs ci/target-snowflake-fakesnow (the target in-process under fakesnow, .venv-snowflake) instead of
+    an installed target-snowflake, its databases in a directory per pairing."""
 
     name = "snowflake"
-    limit_note = "fakesnow is DuckDB underneath: its speed, not Snowflake's, bounds these figures"
-    python = ROOT / ".venv-snowflake" / "bin" / "python"
+    limit_note = ("fakesnow is DuckDB underneath, so its speed, not Snowflake's, bounds these runs; "
+                  "limit: DuckDB read_json CTAS with fakesnow's duckdb")
+    venv = Path(os.environ.get("SNOWFLAKE_VENV") or ROOT / ".venv-snowflake")
+    wrapper = ROOT / "ci" / "target-snowflake-fakesnow"
+    sql = ROOT / "ci" / "fakesnow_sql.py"
 
     def unavailable(self) -> str | None:
-        if not self.python.exists():
-            return ".venv-snowflake missing (target-snowflake + fakesnow land with the snowflake branch)"
+        if not self.wrapper.exists() or not self.sql.exists():
+            return "ci/target-snowflake-fakesnow not in this checkout (the snowflake branch)"
+        if not (self.venv / "bin" / "fakesnow").exists():
+            return f"{self.venv.name} missing (make snowflake-venv)"
         return None
+
+    def loader_executable(self) -> str | None:
+        return str(self.wrapper)
+
+    def fresh(self, pairing: str, project: Path) -> dict[str, str]:
+        db = project / "fakesnow"
+        db.mkdir(exist_ok=True)
+        return {"FAKESNOW_DB_PATH": str(db), "SNOWFLAKE_VENV": str(self.venv),
+                "TARGET_SNOWFLAKE_PASSWORD": "x",  # the target insists on a credential
+                "TARGET_SNOWFLAKE_DEFAULT_TARGET_SCHEMA": "FULLSTORY"}
+
+    def count(self, pairing: str, project: Path, keyed: bool) -> tuple[int, int | None]:
+        distinct = "count(distinct eventid)" if keyed else "null"
+        steps = [{"connect": {"database": "WAREHOUSE"}},
+                 f"SELECT count(*), {distinct} FROM FULLSTORY.events"]
+        proc = subprocess.run([str(self.venv / "bin" / "python"), str(self.sql), "--db",
+                               str(project / "fakesnow")], input=json.dumps(steps),
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1])
+        got = json.loads(proc.stdout.strip().splitlines()[-1])[1]
+        if "error" in got:
+            raise RuntimeError(got["error"])
+        rows, n = got["rows"][0]
+        return int(rows), None if n is None else int(n)
+
+    def limit(self, export_gz: Path, pairing: str, project: Path) -> dict[str, t.Any] | None:
+        return DuckDB.measure(self.venv / "bin" / "python", export_gz, self.work)
 
 
 WAREHOUSES: dict[str, type[Warehouse]] = {
