@@ -28,6 +28,7 @@ class Watched(t.NamedTuple):
     returncode: int | None  # None: stopped by the harness (see `stopped`)
     stopped: str  # "" if the process exited by itself; else why the harness stopped it
     cpu: dict[str, float]  # CPU seconds per program of the tree (meltano, the tap, the target...)
+    server_peak_rss: int  # bytes, the `servers` processes and their children (summed VmRSS)
 
 
 def cpu_seconds(pid: int, *, children: bool = False) -> float:
@@ -55,23 +56,25 @@ def program(pid: int) -> str:
 
 
 def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path,
-                timeout: float = 3600, max_rss: int = 0,
+                timeout: float = 3600, max_rss: int = 0, servers: t.Sequence[int] = (),
                 until: t.Callable[[], bool] | None = None) -> Watched:
-    """Run cmd in its own process group, output to log; stop it on timeout, on max_rss (bytes, 0 =
-    no cap) or, for a daemon like hauser, once until() is true (then stopped == "done")."""
+    """Run cmd in its own process group, output to log; stop it on timeout, when its tree or the
+    servers it talks to (pids: a database stand-in) pass max_rss (bytes, 0 = no cap), or, for a
+    daemon like hauser, once until() is true (then stopped == "done")."""
     with open(log, "wb") as out:
         began = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        peak, stopped, ended = 0, "", 0.0
+        peak, server_peak, stopped, ended = 0, 0, "", 0.0
         names: dict[int, str] = {}
         used: dict[int, float] = {}  # last CPU seconds seen per pid
         lock = threading.Lock()
         done = threading.Event()
 
         def poll() -> None:
-            nonlocal peak
+            nonlocal peak, server_peak
             while not done.is_set():
+                served = sum(_rss(p)[0] for s in servers for p in _tree(s))
                 pids = _tree(proc.pid)
                 now = [_rss(p) for p in pids]
                 for p in pids:  # the name again each time: a fresh fork shows its parent's argv
@@ -81,6 +84,7 @@ def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path,
                 if now:
                     with lock:
                         peak = max(peak, sum(r for r, _ in now), max(h for _, h in now))
+                        server_peak = max(server_peak, served)
                 done.wait(0.02)
 
         poller = threading.Thread(target=poll, daemon=True)
@@ -94,6 +98,8 @@ def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path,
                     stopped = f"timeout after {timeout:.0f} s"
                 elif max_rss and peak > max_rss:
                     stopped = f"memory cap: process tree above {max_rss / 2**30:.1f} GB"
+                elif max_rss and server_peak > max_rss:
+                    stopped = f"memory cap: the warehouse server above {max_rss / 2**30:.1f} GB"
                 if stopped:
                     _kill_group(proc)
                     break
@@ -108,7 +114,7 @@ def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path,
     for p, secs in used.items():
         if secs >= 0.05:
             cpu[names[p]] = round(cpu.get(names[p], 0.0) + secs, 1)
-    return Watched(seconds, peak, None if stopped else proc.returncode, stopped, cpu)
+    return Watched(seconds, peak, None if stopped else proc.returncode, stopped, cpu, server_peak)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
