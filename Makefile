@@ -46,3 +46,4 @@ include ci/bench.mk
 include ci/sanitize.mk
 include ci/snowflake.mk
 include ci/backfill.mk
+include ci/e2e.mk

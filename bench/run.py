@@ -187,13 +187,14 @@ def measure(cmd: list[str], *, stdout_to_null: bool = False, cwd: Path = ROOT,
 class Exports:
     """An emulator process serving one day of `events`, and local copies of its two files."""
 
-    def __init__(self, events: int, work: Path) -> None:
+    def __init__(self, events: int, work: Path, *, seed: int = 1, users: int | None = 1000,
+                 events_per_hour: int | None = None) -> None:
         self.events = events
         self.work = work
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tap_fullstory.testing.emulator", "--api-key", KEY,
-             "--start", DAY, "--days", "1", "--events-per-hour", str(round(events / 24)),
-             "--users", "1000", "--pending-polls", "0", "--bundle-hours", "24"],
+            [sys.executable, "-m", "tap_fullstory.testing.emulator", "--api-key", KEY, "--seed", str(seed),
+             "--start", DAY, "--days", "1", "--events-per-hour", str(events_per_hour or round(events / 24)),
+             *(["--users", str(users)] if users else []), "--pending-polls", "0", "--bundle-hours", "24"],
             stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self.proc.stdout is not None
         self.base = self.proc.stdout.readline().strip()
@@ -217,12 +218,16 @@ class Exports:
             for chunk in r.iter_content(4 << 20):
                 f.write(chunk)
 
-    def warm_segment(self) -> None:
-        """Build the export the tap will ask for (same request body: `export_fields: all`, the
-        default, sends no `fields`) and download it."""
-        body = {"segmentId": "everyone", "type": "TYPE_EVENT", "format": "FORMAT_NDJSON",
-                "segmentTimeRange": {"start": "", "end": ""},
-                "timeRange": {"start": DAY, "end": NEXT}}
+    def warm_segment(self, fmt: str = "FORMAT_NDJSON", download: bool = True,
+                     fields: list[str] | None = None) -> None:
+        """Build the export the tap (FORMAT_NDJSON; `export_fields: all`, its default, sends no
+        `fields`) or hauser (FORMAT_JSON, its field list) asks for, same request body; download it
+        unless told not to."""
+        body: dict[str, t.Any] = {"segmentId": "everyone", "type": "TYPE_EVENT", "format": fmt,
+                                  "segmentTimeRange": {"start": "", "end": ""},
+                                  "timeRange": {"start": DAY, "end": NEXT}}
+        if fields is not None:
+            body["fields"] = fields
         began = time.perf_counter()
         op_id = requests.post(f"{self.base}/segments/v1/exports", json=body, headers=AUTH,
                               timeout=60).json()["operationId"]
@@ -230,7 +235,9 @@ class Exports:
                                   timeout=60).json())["state"] == "PENDING":
             time.sleep(0.2)
         assert op["state"] == "COMPLETED", op
-        self.build_seconds["segment"] = time.perf_counter() - began
+        self.build_seconds["segment" if download else fmt] = time.perf_counter() - began
+        if not download:
+            return
         loc = requests.get(f"{self.base}/search/v1/exports/{op['results']['searchExportId']}/results",
                            headers=AUTH, timeout=60).json()["location"]
         self._download(loc, self.segment_gz)
