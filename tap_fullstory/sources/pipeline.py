@@ -2,10 +2,10 @@
 this one is downloaded and decoded.
 
 A backfill is one export per window, and FullStory's preparation of an export (minutes for a big
-window) is the long part; done one window after another, the machine mostly waits. Here one
-background thread creates the exports of the next windows, in window order, and polls them until
-they are prepared; a second thread downloads them, in window order, at most one window ahead of the
-window being decoded. The stream still takes the windows one at a time, in order (`fetch`), so
+window) is the long part; done one window after another, the machine mostly waits. Here worker
+threads, one per pending export, create the exports of the next windows and poll them until they
+are prepared (one export's retries never hold up another's), and one more thread downloads them,
+in window order, at most one window ahead of the window being decoded. The stream still takes the windows one at a time, in order (`fetch`), so
 records, BATCH files and STATE come exactly as without pipelining and the bookmark keeps its
 meaning. An error of window N (FAILED, poll_timeout, a refused download...) is raised when the
 stream reaches window N, after every window before it has been emitted and bookmarked.
@@ -52,9 +52,8 @@ class _Slot:
     """One window handed to the pipeline, from its export's creation until the stream took it."""
 
     window: Window
+    number: int  # position in the plan
     operation_id: str | None = None
-    deadline: float = 0.0  # monotonic poll_timeout of the operation
-    next_poll: float = 0.0
     export_id: str | None = None
     error: BaseException | None = None
     spooled: Spooled | None = None
@@ -72,29 +71,31 @@ class Pipeline:
         self.logger = logger
         self._slots: collections.deque[_Slot] = collections.deque()
         self._taken: _Slot | None = None  # the slot `fetch` last handed out (or raised for)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._to_prepare: queue.Queue[_Slot | None] = queue.Queue()
         self._downloads: queue.Queue[_Slot | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._handed = 0  # windows handed to the workers so far
+        self._failed_at: int | None = None  # the first window whose export failed
 
     # --- the stream's side (main thread) ------------------------------------------------------
 
     def fetch(self, window: Window, upcoming: t.Sequence[Window]) -> Spooled:
         """The spooled export of `window`, the window after the one fetched last; `upcoming` are
         the windows after it (as many as may be prepared ahead)."""
-        with self._cond:
+        with self._lock:
             if self._taken is not None:  # the previous window is fully emitted: its slot is free
                 self._slots.popleft()
                 self._taken = None
             if not self._slots:
-                self._slots.append(_Slot(window))
+                self._add(window)
             elif self._slots[0].window != window:
                 raise RuntimeError(f"window {window.label} fetched out of order")
             for following in upcoming[len(self._slots) - 1:self.max_pending - 1]:
-                self._slots.append(_Slot(following))
+                self._add(following)
             head = self._slots[0]
             following_slot = self._slots[1] if len(self._slots) > 1 else None
-            self._cond.notify_all()
         self._start()
         self._download(head)
         head.done.wait()
@@ -110,12 +111,12 @@ class Pipeline:
     def close(self) -> None:
         """Stop the workers; remove files downloaded ahead; log the exports left unused."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        for _ in range(self.max_pending):
+            self._to_prepare.put(None)
         self._downloads.put(None)
         for thread in self._threads:
             thread.join(JOIN_SECONDS)
-        with self._cond:
+        with self._lock:
             left = [slot for slot in self._slots if slot is not self._taken]
             self._slots.clear()
         for slot in left:
@@ -136,13 +137,19 @@ class Pipeline:
                 "(max_pending_exports=%d)", self.max_pending - 1, self.max_pending,
             )
             self._threads = [
-                threading.Thread(target=self._guard(self._prepare_loop), name="fullstory-prepare",
-                                 daemon=True),
-                threading.Thread(target=self._guard(self._download_loop), name="fullstory-download",
-                                 daemon=True),
-            ]
+                threading.Thread(target=self._guard(self._prepare_loop), name=f"fullstory-prepare-{i}",
+                                 daemon=True)
+                for i in range(self.max_pending)
+            ] + [threading.Thread(target=self._guard(self._download_loop), name="fullstory-download",
+                                  daemon=True)]
             for thread in self._threads:
                 thread.start()
+
+    def _add(self, window: Window) -> None:
+        slot = _Slot(window, self._handed)
+        self._handed += 1
+        self._slots.append(slot)
+        self._to_prepare.put(slot)
 
     def _download(self, slot: _Slot) -> None:
         if not slot.queued:
@@ -152,49 +159,27 @@ class Pipeline:
     # --- workers ---------------------------------------------------------------------------
 
     def _prepare_loop(self) -> None:
-        """Create the exports in window order (none after a failed one); poll each one every
-        poll_interval until it is prepared."""
+        """One worker: takes the next window, creates its export and polls it every
+        poll_interval until it is prepared (no new export after a window that failed)."""
+        while (slot := self._to_prepare.get()) is not None:
+            self._prepare(slot)
+
+    def _prepare(self, slot: _Slot) -> None:
         source = self.source
-        while not self._stop.is_set():
-            with self._cond:
-                active: list[_Slot] = []
-                for slot in self._slots:  # windows after a failed one will not be used
-                    active.append(slot)
-                    if slot.error is not None:
-                        break
-            for slot in active:
-                if self._stop.is_set() or slot.error is not None:
-                    break
-                if slot.operation_id is None:
-                    try:
-                        slot.operation_id = source.create(slot.window)
-                    except BaseException as exc:  # raised in the stream when it reaches the window
-                        self._fail(slot, exc)
-                        break
-                    slot.deadline = time.monotonic() + source.poll_timeout
-                    slot.next_poll = 0.0  # poll right away, as the sequential path does
-            for slot in active:
-                if self._stop.is_set():
-                    return
-                if slot.operation_id is None or slot.prepared.is_set() or slot.next_poll > time.monotonic():
-                    continue
-                try:
-                    slot.export_id = source.check(slot.operation_id, slot.window, slot.deadline)
-                except BaseException as exc:
-                    self._fail(slot, exc)
-                    continue
+        with self._lock:
+            if self._stop.is_set() or (self._failed_at is not None and self._failed_at < slot.number):
+                return  # never reached by the stream: it stops at the failed window
+        try:
+            slot.operation_id = source.create(slot.window)
+            deadline = time.monotonic() + source.poll_timeout
+            while not self._stop.is_set():  # polled right away, as the sequential path does
+                slot.export_id = source.check(slot.operation_id, slot.window, deadline)
                 if slot.export_id is not None:
                     slot.prepared.set()
-                else:
-                    slot.next_poll = min(time.monotonic() + source.poll_interval, slot.deadline)
-            with self._cond:
-                waiting = [s.next_poll for s in self._slots if s.operation_id and not s.prepared.is_set()]
-                uncreated = any(s.operation_id is None and s.error is None for s in self._slots)
-                failed = any(s.error is not None for s in self._slots)
-                if uncreated and not failed:
-                    continue
-                timeout = max(0.0, min(waiting) - time.monotonic()) if waiting else None
-                self._cond.wait(timeout)
+                    return
+                self._stop.wait(min(source.poll_interval, max(0.0, deadline - time.monotonic())))
+        except BaseException as exc:  # raised in the stream when it reaches the window
+            self._fail(slot, exc)
 
     def _download_loop(self) -> None:
         """Download the queued slots one at a time, in order, once each is prepared."""
@@ -211,7 +196,7 @@ class Pipeline:
                 except BaseException as exc:
                     slot.error = exc
                 else:
-                    with self._cond:
+                    with self._lock:
                         if self._stop.is_set():  # closed meanwhile: nobody will take it
                             with contextlib.suppress(OSError):
                                 spooled.close()
@@ -227,7 +212,7 @@ class Pipeline:
             try:
                 loop()
             except BaseException as exc:
-                with self._cond:
+                with self._lock:
                     pending = [slot for slot in self._slots if not slot.done.is_set()]
                 for slot in pending:
                     self._fail(slot, exc)
@@ -235,6 +220,9 @@ class Pipeline:
         return run
 
     def _fail(self, slot: _Slot, exc: BaseException) -> None:
+        with self._lock:
+            if self._failed_at is None or slot.number < self._failed_at:
+                self._failed_at = slot.number
         slot.error = exc
         slot.prepared.set()
         slot.done.set()
