@@ -47,8 +47,6 @@ OUT = ROOT / "bench" / "out"
 MELTANO = Path(os.environ.get("MELTANO_BIN") or ROOT / ".venv-meltano" / "bin" / "meltano")
 INSTALLED = ROOT / ".meltano"
 
-BATCHES = "file://$MELTANO_PROJECT_ROOT/output/batches"
-
 
 @dataclasses.dataclass(frozen=True)
 class Pairing:
@@ -59,8 +57,6 @@ class Pairing:
     target: str  # Meltano loader
     mode: str
     warehouse: str  # key of e2e_warehouses.WAREHOUSES; "" for hauser
-    #: Extractor definition added to the scratch meltano.yml when meltano.yml has no `tap`.
-    tap_def: dict[str, t.Any] | None = None
     tap_config: dict[str, t.Any] = dataclasses.field(default_factory=dict)
     target_config: dict[str, t.Any] = dataclasses.field(default_factory=dict)
     #: Largest day this pairing runs on by default (a stand-in that is itself the bottleneck).
@@ -86,9 +82,7 @@ PAIRINGS = [
     Pairing("postgres", "tap-fullstory", "target-postgres", "RECORD", "postgres"),
     Pairing("postgres-parquet", "tap-fullstory-parquet", "target-postgres", "Parquet batches",
             "postgres"),
-    Pairing("postgres-jsonl", "tap-fullstory-jsonl", "target-postgres", "JSONL batches", "postgres",
-            tap_def={"inherit_from": "tap-fullstory", "config": {"batch_config": {
-                "encoding": {"format": "jsonl"}, "storage": {"root": BATCHES}}}}),
+    Pairing("postgres-jsonl", "tap-fullstory-jsonl", "target-postgres", "JSONL batches", "postgres"),
     Pairing("snowflake", "tap-fullstory", "target-snowflake", "RECORD", "snowflake"),
     Pairing("snowflake-arrow", "tap-fullstory-arrow", "target-snowflake", "Arrow batches", "snowflake"),
     Pairing("bigquery", "tap-fullstory", "target-bigquery", "RECORD", "bigquery", max_events=100_000,
@@ -117,10 +111,7 @@ def scratch_project(p: Pairing, root: Path, executable: str | None = None) -> tu
     doc = yaml.safe_load((ROOT / "meltano.yml").read_text())
     tap = _plugin(doc, "extractors", p.tap)
     if tap is None:
-        if p.tap_def is None:
-            return None, f"meltano.yml has no extractor {p.tap}"
-        tap = {"name": p.tap, **p.tap_def}
-        doc["plugins"]["extractors"].append(tap)
+        return None, f"meltano.yml has no extractor {p.tap}"
     base = tap
     while "inherit_from" in base:
         base = _plugin(doc, "extractors", base["inherit_from"]) or {}

@@ -170,7 +170,7 @@ class Postgres(Warehouse):
             d.chmod(0o755)
         self.env = {**os.environ, "PGPORT": str(free_port()), "RUN": str(self.run)}
         out = subprocess.run(["bash", str(ROOT / "ci" / "pg.sh"), "up"], env=self.env, check=True,
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, cwd=self.run)
         self.url = out.stdout.strip().splitlines()[-1]
         self.port = self.env["PGPORT"]
 
@@ -268,8 +268,9 @@ class BigQuery(Warehouse):
                     "GCS_PORT": str(free_port()), "BQ_PORT": str(free_port()),
                     "BQ_GRPC_PORT": str(free_port()), "GCSVENV": str(ROOT / ".venv-gcs"),
                     "BQVENV": str(ROOT / ".venv-bq")}
+        # cwd: bqemulator's DuckDB spills to ./.tmp under memory pressure; keep that in the work dir
         out = subprocess.run(["bash", str(ROOT / "ci" / "gcp.sh"), "up"], env=self.env, check=True,
-                             capture_output=True, text=True, timeout=300).stdout
+                             capture_output=True, text=True, timeout=300, cwd=run).stdout
         self.svc = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines()
                         if line.startswith("export "))
 
