@@ -78,6 +78,9 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._handed = 0  # windows handed to the workers so far
         self._failed_at: int | None = None  # the first window whose export failed
+        #: Set once the run's first export exists: the others wait for it, so that a wrong key or
+        #: URL costs one refused request, not max_pending of them.
+        self._first = threading.Event()
 
     # --- the stream's side (main thread) ------------------------------------------------------
 
@@ -166,11 +169,15 @@ class Pipeline:
 
     def _prepare(self, slot: _Slot) -> None:
         source = self.source
+        while slot.number and not self._first.wait(0.1):
+            if self._stop.is_set() or self._failed_at is not None:
+                return
         with self._lock:
             if self._stop.is_set() or (self._failed_at is not None and self._failed_at < slot.number):
                 return  # never reached by the stream: it stops at the failed window
         try:
             slot.operation_id = source.create(slot.window)
+            self._first.set()
             deadline = time.monotonic() + source.poll_timeout
             while not self._stop.is_set():  # polled right away, as the sequential path does
                 slot.export_id = source.check(slot.operation_id, slot.window, deadline)
