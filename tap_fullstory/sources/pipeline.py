@@ -4,11 +4,13 @@ this one is downloaded and decoded.
 A backfill is one export per window, and FullStory's preparation of an export (minutes for a big
 window) is the long part; done one window after another, the machine mostly waits. Here worker
 threads, one per pending export, create the exports of the next windows and poll them until they
-are prepared (one export's retries never hold up another's), and one more thread downloads them,
-in window order, at most one window ahead of the window being decoded. The stream still takes the windows one at a time, in order (`fetch`), so
-records, BATCH files and STATE come exactly as without pipelining and the bookmark keeps its
-meaning. An error of window N (FAILED, poll_timeout, a refused download...) is raised when the
-stream reaches window N, after every window before it has been emitted and bookmarked.
+are prepared (one export's retries never hold up another's; the run's first export is created
+alone, so a wrong key costs one refused request), and one more thread downloads them, in window
+order, at most one window ahead of the window being decoded. The stream still takes the windows
+one at a time, in order (`fetch`), so records, BATCH files and STATE come exactly as without
+pipelining and the bookmark keeps its meaning. An error of window N (FAILED, poll_timeout, a
+refused download...) is raised when the stream reaches window N, after every window before it
+has been emitted and bookmarked.
 
 Bounds: at most `max_pending` exports are created and not yet fully emitted (the one being decoded
 included), so FullStory never prepares more than that many at once; the spool holds at most two
