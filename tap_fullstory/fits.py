@@ -1,0 +1,106 @@
+"""The misfit rule: a value that does not fit its column's declared type (docs/misfits.md).
+
+One rule for every mode (RECORD through C or the reference, Parquet, Arrow, JSONL), applied to
+each record once its columns and CustomVars are split (`Fitter.fit`); the C scanner applies the
+same rule and is proved equal to this by the differential fuzzer (tests/fuzz):
+
+- an empty string in a non-string column means absent: null (not counted, nothing kept);
+- any other value that does not fit (a wrong JSON type, a timestamp that is not RFC 3339, a
+  fraction or an out-of-range number in an integer column, ...) becomes null in the typed column,
+  and the original value goes to CustomVars under the field's own name (a known field's name
+  never appears there otherwise: hauser's rule sends what it cannot type to CustomVars), counted
+  per field;
+- a value that fits is never changed (a timestamp is written in RFC 3339 UTC: `rfc3339_utc`).
+
+What fits: integer: a JSON integer in [-2^63, 2^63 - 1] (not 2.0, not true, not "5"); number: a
+JSON number, an integer only within +-2^53 (beyond, a double cannot hold it exactly); string: a
+JSON string; date-time: an RFC 3339 date-time, years 1-9999, at most microseconds.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from tap_fullstory.fields import FLOAT, INT, STR, TS, rfc3339_utc
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+#: Integers a double holds exactly, all of them (a number column's integers must stay exact).
+EXACT_IN_DOUBLE = 2**53
+
+
+class _Misfit:
+    """The marker `fit_value` returns for a value that does not fit."""
+
+
+MISFIT: t.Any = _Misfit()
+
+
+def fit_value(kind: str, value: t.Any) -> t.Any:
+    """The column's value for `value` (None for None and ""), or `MISFIT`."""
+    if value is None:
+        return None
+    kind_of = type(value)
+    if kind == STR:
+        return value if kind_of is str else MISFIT
+    if kind_of is str and not value:
+        return None
+    if kind == INT:
+        return value if kind_of is int and INT_MIN <= value <= INT_MAX else MISFIT
+    if kind == FLOAT:
+        if kind_of is float or (kind_of is int and -EXACT_IN_DOUBLE <= value <= EXACT_IN_DOUBLE):
+            return value
+        return MISFIT
+    if kind == TS and kind_of is str:
+        normal = rfc3339_utc(value)
+        return MISFIT if normal is None else normal
+    return MISFIT
+
+
+class Fitter:
+    """Applies the rule to records of one field catalogue; counts the misfits per field."""
+
+    __slots__ = ("_kinds", "counts")
+
+    def __init__(self, fields: t.Iterable[tuple[str, str]]) -> None:
+        self._kinds = dict(fields)
+        #: Misfits per field since the last `take_counts`.
+        self.counts: dict[str, int] = {}
+
+    def fit(self, cols: dict[str, t.Any], custom: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Fit `cols` in place; returns CustomVars with every misfit's original added under the
+        field's name (keys kept sorted, as `fields.Splitter` gives them)."""
+        kinds = self._kinds
+        moved: list[str] | None = None
+        for name, value in cols.items():
+            if value is None:
+                continue
+            kind = kinds.get(name)
+            if kind is None:
+                continue  # EventId: not a catalogue field
+            kind_of = type(value)
+            if kind_of is str:  # the usual case, decided without a call
+                if kind == STR:
+                    continue
+            elif kind_of is int and kind == INT and INT_MIN <= value <= INT_MAX:
+                continue
+            fitted = fit_value(kind, value)
+            if fitted is MISFIT:
+                if moved is None:
+                    moved = []
+                moved.append(name)
+            elif fitted is not value:
+                cols[name] = fitted
+        if moved is None:
+            return custom
+        counts = self.counts
+        for name in moved:
+            custom[name] = cols[name]
+            cols[name] = None
+            counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(custom.items()))
+
+    def take_counts(self) -> dict[str, int]:
+        """The misfits counted so far, per field; the count starts again."""
+        counts, self.counts = self.counts, {}
+        return counts
+
