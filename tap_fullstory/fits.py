@@ -66,6 +66,16 @@ class Fitter:
         #: Misfits per field since the last `take_counts`.
         self.counts: dict[str, int] = {}
 
+    def kind(self, name: str) -> str:
+        """The catalogue type of a field (`fields.INT`, `FLOAT`, `STR` or `TS`)."""
+        return self._kinds[name]
+
+    def add_counts(self, names: t.Iterable[str], counts: t.Iterable[int]) -> None:
+        """Misfits the C scanner counted (per field of `names`), added to this window's."""
+        for name, count in zip(names, counts, strict=True):
+            if count:
+                self.counts[name] = self.counts.get(name, 0) + count
+
     def fit(self, cols: dict[str, t.Any], custom: dict[str, t.Any]) -> dict[str, t.Any]:
         """Fit `cols` in place; returns CustomVars with every misfit's original added under the
         field's name (keys kept sorted, as `fields.Splitter` gives them)."""

@@ -30,7 +30,7 @@ try:
     from tap_fullstory import _columns  # type: ignore[attr-defined]
 except ImportError:  # no C compiler at install time: the pure-Python paths do the work
     _columns = None
-if _columns is not None and getattr(_columns, "API", None) != 2:  # an old build of csrc/: unused
+if _columns is not None and getattr(_columns, "API", None) != 3:  # an old build of csrc/: unused
     _columns = None
 
 AVAILABLE = _columns is not None
@@ -38,6 +38,8 @@ AVAILABLE = _columns is not None
 BLOCK = 8 << 20
 #: A buffer C allocated: (address, size, owner that frees it).
 Owned = tuple[int, int, object]
+#: The scanner's code for each catalogue type.
+KIND_CODES = {"integer": "i", "number": "f", "string": "s", "date-time": "t"}
 
 
 def start_text(after: t.Any) -> bytes | str | None:
@@ -273,8 +275,12 @@ class NativeRecords:
 
         drop = set(encoder.drop)
         maker = encoder.maker
-        self._spec = tuple((name.encode(), "t" if name in timestamps else "s",
-                            name in timestamps, name not in drop) for name in known)
+        fitter = self._fitter = maker.fitter
+        self._known = known
+        # every known field typed (the misfit rule), deselected ones too: their misfits go to
+        # CustomVars as on the per-record path
+        self._spec = tuple((name.encode(), KIND_CODES[fitter.kind(name)], True, name not in drop)
+                           for name in known)
         self._identity = (tuple(known.index(name) for name in IDENTITY_FIELDS)
                           if maker.use_keys else None)
         window = {EXPORT_START: maker.export_start, EXPORT_END: maker.export_end}
@@ -283,7 +289,8 @@ class NativeRecords:
                           for name in (EXPORT_START, EXPORT_END)))
         self._floats = FloatCheck()
 
-    def scan(self, chunk: t.Any, after: t.Any) -> tuple[int, Owned, bytes] | str:
+    def scan(self, chunk: t.Any, after: t.Any
+             ) -> tuple[int, Owned, bytes, tuple[int, ...]] | str:
         """The C pass (on the parse thread); a str is its refusal."""
         start = start_text(after)
         if isinstance(start, str):
@@ -291,15 +298,18 @@ class NativeRecords:
         result = _columns.split(chunk, self._spec, self._identity, start, self._record)
         if result[0] is None:
             return t.cast(str, result[1])
-        return result[0], result[2], result[4]
+        return result[0], result[2], result[4], result[5]
 
-    def lines(self, scanned: tuple[int, Owned, bytes] | str) -> tuple[t.Any, int]:
+    def lines(self, scanned: tuple[int, Owned, bytes, tuple[int, ...]] | str
+              ) -> tuple[t.Any, int]:
         """(RECORD lines, rows); Fallback when C refused the chunk or a float would differ.
-        The lines are C's buffer itself (ctypes view); it is freed with the view."""
+        The lines are C's buffer itself (ctypes view); it is freed with the view. The chunk's
+        misfits are counted with the window's."""
         if isinstance(scanned, str):
             raise Fallback(scanned)
-        rows, (address, size, owner), floats = scanned
+        rows, (address, size, owner), floats, misfits = scanned
         self._floats.check(floats)
+        self._fitter.add_counts(self._known, misfits)
         view = (ctypes.c_char * size).from_address(address)
         view._owner = owner  # type: ignore[attr-defined]  # keeps the C buffer alive
         return view, rows

@@ -15,13 +15,21 @@ import pyarrow as pa
 from tap_fullstory import native
 from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID, EXPORT_END, EXPORT_START
 from tap_fullstory.keys import IDENTITY_FIELDS
-from tap_fullstory.native import ChunkRun, Fallback, FloatCheck, Owned, _columns, start_text
+from tap_fullstory.native import (
+    KIND_CODES,
+    ChunkRun,
+    Fallback,
+    FloatCheck,
+    Owned,
+    _columns,
+    start_text,
+)
 
 if t.TYPE_CHECKING:
+    from tap_fullstory.fits import Fitter
     from tap_fullstory.parquet import ColumnarDayWriter
     from tap_fullstory.records import RecordMaker
 
-_KIND = {"integer": "i", "number": "f", "string": "s", "date-time": "t"}
 #: C parses timestamps in FullStory's form to microseconds (any other form: refused).
 _ARROW = {"i": pa.int64(), "f": pa.float64(), "s": pa.string(), "t": pa.timestamp("us", tz="UTC")}
 
@@ -38,22 +46,21 @@ class Scanned(t.NamedTuple):
     custom: tuple[Owned, Owned]
     identity: tuple[Owned, Owned] | None  # EventId: offsets, 32 hex characters per row
     floats: bytes
+    misfits: tuple[int, ...]  # per known field: values the misfit rule nulled
 
 
 class NativeChunks:
     """Per window: the scanner's spec, and the batch for each scanned chunk."""
 
-    def __init__(self, schema: pa.Schema, kinds: dict[str, str], known: list[str], *,
+    def __init__(self, schema: pa.Schema, known: list[str], fitter: Fitter, *,
                  use_keys: bool, window_ts: dict[str, pa.Scalar]) -> None:
-        """`kinds`: the writer's kind per schema column; `known`: every known export field
-        (Splitter's columns, selected or not)."""
+        """`known`: every known export field (Splitter's columns, selected or not), each typed
+        by `fitter`: the misfit rule applies to every one (their originals go to CustomVars)."""
         self.schema = schema
-        # EventStart is always scanned: the EventId ordinals follow it, selected or not.
-        wanted = {name for name in schema.names if name in kinds} | {"EventStart"}
-        self._out = [name for name in known if name in wanted]
-        self._kinds = {name: _KIND[kinds.get(name, "date-time")] for name in self._out}
-        self._spec = tuple((name.encode(), self._kinds.get(name, "s"), name in wanted)
-                           for name in known)
+        self.known = known
+        self._fitter = fitter
+        self._kinds = {name: KIND_CODES[fitter.kind(name)] for name in known}
+        self._spec = tuple((name.encode(), self._kinds[name], True) for name in known)
         self._identity = (tuple(known.index(name) for name in IDENTITY_FIELDS)
                           if use_keys else None)
         self._window_ts = window_ts
@@ -70,12 +77,15 @@ class NativeChunks:
         return Scanned(*result)
 
     def batch(self, scanned: Scanned | str) -> pa.RecordBatch:
+        """The chunk's record batch (its misfits counted with the window's); Fallback when C
+        refused it or a float would differ."""
         if isinstance(scanned, str):
             raise Fallback(scanned)
         n = scanned.rows
         self._floats.check(scanned.floats)
+        self._fitter.add_counts(self.known, scanned.misfits)
         arrays: dict[str, pa.Array] = {}
-        for name, buffers in zip(self._out, scanned.columns, strict=True):
+        for name, buffers in zip(self.known, scanned.columns, strict=True):
             kind = self._kinds[name]
             arrays[name] = pa.Array.from_buffers(_ARROW[kind], n, [_buffer(b) for b in buffers])
         custom = pa.Array.from_buffers(pa.string(), n, [None, *map(_buffer, scanned.custom)])
@@ -105,11 +115,10 @@ def write_columns(path: str, writer: ColumnarDayWriter, maker: RecordMaker) -> C
     run = ChunkRun()
     if is_json_array(path):
         return run
-    kinds = dict(zip(writer.names, writer.kinds, strict=True))
     window_ts = {name: pa.scalar(value).cast(_ARROW["t"]) for name, value in
                  ((EXPORT_START, maker.export_start), (EXPORT_END, maker.export_end))}
     splitter = maker.splitter
-    scanner = NativeChunks(writer.schema, kinds, splitter.column_names,
+    scanner = NativeChunks(writer.schema, splitter.column_names, maker.fitter,
                            use_keys=maker.use_keys, window_ts=window_ts)
     try:
         chunks = native.background(native._chunks(body_blocks(path, native.BLOCK), splitter),

@@ -282,4 +282,4 @@ def test_an_old_build_is_not_used() -> None:
         print(native.AVAILABLE, native._columns)
     """)
     assert out.strip() == "False None"
-    assert native._columns.API == 2
+    assert native._columns.API == 3

@@ -105,7 +105,8 @@ class Paths:
         window_ts = {name: pc.cast(pa.scalar(value), TS_TYPE)
                      for name, value in zip((EXPORT_START, EXPORT_END), WINDOW, strict=True)}
         self.columns = native_columns.NativeChunks(
-            self.schema, kinds, self.known, use_keys=mode.use_keys, window_ts=window_ts)
+            self.schema, self.known, self.encoder.maker.fitter, use_keys=mode.use_keys,
+            window_ts=window_ts)
 
     def scanner(self, chunk: t.Any) -> Outcome:
         """The C path on `chunk` (bytes or a memoryview of bytes), with its Python checks."""
