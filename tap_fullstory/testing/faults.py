@@ -8,6 +8,10 @@ base64; the Python API also takes `raw=b"..."`), `row` (1-based position in the 
 past the last row: appended), `mode` (`insert`, the default: the other rows stay as they are,
 or `replace`) and `truncate` (also cut the body in half, as `truncated_gzip` does). In NDJSON the bytes are one line (or several, if they hold newlines); in a JSON
 array one element (the bytes go between the commas as they are).
+
+`misfit_values` serves values that do not fit their field's catalogue type (`data.MISFITS`: "" in
+a timestamp or integer field, a word, a fraction, a boolean...) in every `every`-th row (default
+7; JSON formats), so the misfit rule (tap_fullstory/fits.py) is tested end to end.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import typing as t
 
 ENDPOINTS = ("create", "operation", "operations_list", "results", "download", "list", "get", "segments")
 ANY = ("429_json", "429_html", "500", "503", "reset", "404", "401")
-BODY = ("reset_after_bytes", "truncated_gzip", "malformed_row", "raw_row", "expired")  # download/get only
+BODY = ("reset_after_bytes", "truncated_gzip", "malformed_row", "raw_row", "expired",
+        "misfit_values")  # download/get only
 OPERATION = ("failed", "stuck_pending")  # operation only
 KINDS = ANY + BODY + OPERATION
 
@@ -56,6 +61,8 @@ class Fault:
                 raise ValueError("raw_row mode must be insert or replace")
             if int(self.params.setdefault("row", 1)) < 1:
                 raise ValueError("raw_row row must be >= 1")
+        if self.kind == "misfit_values" and int(self.params.setdefault("every", 7)) < 1:
+            raise ValueError("misfit_values every must be >= 1")
 
     def raw_row(self) -> tuple[int, bytes, bool]:
         """(position, bytes, replace) of a raw_row fault."""
