@@ -104,11 +104,11 @@ def served_rows(emu: t.Any, start: str, end: str) -> list[dict]:
 NAMES = list(singer_schema(mobile=False)["properties"])
 
 
-def comparable(row: dict) -> dict:
+def comparable(row: dict, names: t.Iterable[str] = NAMES) -> dict:
     """A row from any mode as plain values: every column (absent = null), timestamps as
     instants, CustomVars as an object."""
     out = {}
-    for name in NAMES:
+    for name in names:
         value = row.get(name)
         if isinstance(value, str) and (KINDS.get(name) == TS or name in ("ExportStart", "ExportEnd")):
             value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -178,7 +178,7 @@ def test_scanner_refuses_what_it_cannot_prove(extra: str, reason: str) -> None:
                                    '"EventStart":5'])
 def test_scanner_refuses_a_misfit_event_start_with_event_ids(extra: str) -> None:
     """EventIds key EventStart as exported; C keys its parsed value: it cannot key these."""
-    row = '{%s,"EventType":"click"}\n' % extra
+    row = "{" + extra + ',"EventType":"click"}\n'
     assert _scanner().scan(row.encode(), None) == "EventStart does not fit"
 
 

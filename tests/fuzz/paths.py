@@ -1,7 +1,7 @@
 """The two paths the differential tests compare, built in one place: the C scanner through the
 project's wrappers (`native_columns.NativeChunks`, `native.NativeRecords`) and the per-record
 reference (`output.ChunkEncoder.encode`: `RecordMaker` and orjson; for Parquet its records
-into `ColumnarDayWriter.add`). When those APIs move, this file is the one to adapt.
+into `ColumnarDayWriter.add`; for JSONL into `JsonlDayWriter`). When those APIs move, this file is the one to adapt.
 
 A mode is one way the tap calls the scanner: Parquet columns or RECORD lines, web or mobile
 fields, with or without EventId, with deselected properties (fields C then only validates).
@@ -10,6 +10,7 @@ fields, with or without EventId, with deselected properties (fields C then only 
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import struct
 import typing as t
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tap_fullstory import native, native_columns
+from tap_fullstory.batches import JsonlDayWriter
 from tap_fullstory.fields import CUSTOM_VARS, EXPORT_END, EXPORT_START, Splitter, singer_schema
 from tap_fullstory.output import ChunkEncoder
 from tap_fullstory.parquet import _ARROW, TS_TYPE, ColumnarDayWriter, property_kind
@@ -121,16 +123,42 @@ class Paths:
 
     def reference(self, chunk: bytes) -> Outcome:
         """The per-record path; raises where it stops (invalid JSON, rows out of order...)."""
-        lines, rows = self.encoder.encode(chunk, self.mode.after)
         if self.mode.record:
+            lines, rows = self.encoder.encode(chunk, self.mode.after)
             return "rows", (rows, lines)
+        return "rows", bits(self.reference_table(chunk))
+
+    def reference_records(self, chunk: bytes) -> list[dict[str, t.Any]]:
+        """The reference's records (deselected properties dropped in RECORD modes)."""
+        lines, _ = self.encoder.encode(chunk, self.mode.after)
+        return [orjson.loads(line)["record"] for line in lines.splitlines()]
+
+    def reference_table(self, chunk: bytes) -> pa.Table:
+        """Parquet modes: the reference's records through the day writer, as one table."""
         batches: list[pa.RecordBatch] = []
         writer = ColumnarDayWriter(
             _no_file, _no_file, self.schema, self.kinds, _LOG, part_rows=1 << 40,
             row_group_rows=chunk.count(b"\n") + 1,  # small column lists: fast
             all_names=self.known)
         writer._put = batches.append  # type: ignore[method-assign]  # the batches, not a file
-        for line in lines.splitlines():  # orjson reads back exactly the values it wrote
-            writer.add(orjson.loads(line)["record"])
+        for record in self.reference_records(chunk):  # orjson reads back exactly what it wrote
+            writer.add(record)
         writer.close()  # the last batch (no part was opened: nothing to commit)
-        return "rows", bits(pa.Table.from_batches(batches, schema=self.schema))
+        return pa.Table.from_batches(batches, schema=self.schema)
+
+    def jsonl_lines(self, chunk: bytes) -> bytes:
+        """The reference's records through the JSONL day writer (one part, uncompressed)."""
+        out = io.BytesIO()
+
+        class Part:
+            url = "memory://part"
+            file = out
+
+            def commit(self) -> str:
+                return self.url
+
+        writer = JsonlDayWriter(lambda _index: Part(), list(self.mode.drop), False, 1 << 40)
+        for record in self.encoder.maker.chunk_records(chunk, self.mode.after):
+            writer.add(record)
+        writer.close()
+        return out.getvalue()
