@@ -1,0 +1,84 @@
+"""Values that do not fit their column (issue #20, docs/misfits.md) end to end through Meltano, with
+`meltano.yml` as shipped (both streams selected, target-postgres with `use_copy: true` and
+`validate_records: false`): the Postgres job and the RECORD pairing load an export whose every
+5th row has misfit values (the emulator's `misfit_values` fault: "yesterday" in a timestamp, "abc"
+and 1.5 in integer columns, "" for an individual's creation time, ...). The run succeeds, every
+row lands once, the typed columns are null where the value did not fit, and the originals are
+queryable in CustomVars under the field's name.
+
+Why these settings need the tap's guarantee: without it, COPY stops on the first such value
+(`invalid input syntax for type bigint: "abc"`), and with validation on (the target's default)
+the run stops instead; either way every rerun of that window stops again.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tap_fullstory.testing.data import with_misfits
+from tests import test_meltano
+from tests.test_meltano import END, START, Project, pg_env, pg_query
+
+installed, project, pg_database = (test_meltano.installed, test_meltano.project,
+                                   test_meltano.pg_database)
+
+pytestmark = pytest.mark.meltano
+EVERY = 5
+
+
+def _emulator(make_emulator):
+    emu = make_emulator(start=START, days=2, events_per_hour=12, seed=41)
+    emu.add_fault("download", "misfit_values", times=10**6, every=EVERY)  # events and individuals
+    return emu
+
+
+def _served(rows: list[dict]) -> list[dict]:
+    """An export's rows as the fault serves them (each 6 h window is its own export)."""
+    return [with_misfits(r, i) if i % EVERY == 0 else r for i, r in enumerate(rows, 1)]
+
+
+def _window_rows(emu) -> list[dict]:
+    rows: list[dict] = []
+    for hour in range(0, 48, 6):
+        start = f"2024-01-{1 + hour // 24:02d}T{hour % 24:02d}:00:00Z"
+        end = f"2024-01-{1 + (hour + 6) // 24:02d}T{(hour + 6) % 24:02d}:00:00Z"
+        rows += _served(emu.expected_rows(start, end))
+    return rows
+
+
+@pytest.mark.parametrize("job", [("run", "fullstory-to-postgres"),
+                                 ("run", "tap-fullstory", "target-postgres")],
+                         ids=["job-jsonl-batches", "record"])
+def test_postgres_loads_misfits_once_with_the_originals_queryable(
+        project: Project, make_emulator, postgres, pg_database, job) -> None:
+    db, url = pg_database
+    emu = _emulator(make_emulator)
+    project.point_at(emu)
+    run = project.run(*job, env=pg_env(postgres, db, "fullstory"), timeout=300)
+    out = run.stdout + run.stderr
+    served = _window_rows(emu)
+    # every row once
+    count, distinct = pg_query(url, 'select count(*), count(distinct "EventId") from fullstory.events')[0]
+    assert count == distinct == len(served)
+    # the typed columns hold no misfit; the originals are in CustomVars under the field's name
+    sent = {("PageNumErrors", 1.5), ("PageDuration", "abc"), ("UserCreated", "yesterday")}
+    for field, value in sent:
+        n_sent = sum(1 for r in served if r.get(field) == value and type(r.get(field)) is type(value))
+        assert n_sent > 0, field
+        got = pg_query(url, f'select count(*) from fullstory.events where "{field}" is null '
+                            f'and "CustomVars" -> %s = %s::jsonb', field, f'{value!r}'.replace("'", '"'))
+        assert got[0][0] == n_sent, field
+    assert pg_query(url, 'select count(*) from fullstory.events where "CustomVars" ? %s',
+                    "PageNumErrors")[0][0] == sum(1 for r in served if r.get("PageNumErrors") == 1.5)
+    # individuals: one row each; a creation time served as "" is null (nothing to keep)
+    people = emu.expected_individuals(START, END)
+    assert pg_query(url, 'select count(*), count(distinct "IndvId") from fullstory.individuals'
+                    )[0] == (len(people), len(people))
+    empty = [r["IndvId"] for r in _served(people) if r.get("Created") == ""]
+    assert empty, "the fault served no individual without a creation time"
+    assert pg_query(url, 'select count(*) from fullstory.individuals where "Created" is null '
+                         'and not "CustomVars" ? %s and "IndvId" = any(%s)', "Created", empty
+                    )[0][0] == len(empty)
+    assert "did not fit their column's type" in out
+    if "fullstory-to-postgres" in job:
+        assert "COPY" in out  # use_copy as shipped
