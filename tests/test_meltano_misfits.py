@@ -13,11 +13,15 @@ the run stops instead; either way every rerun of that window stops again.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import pytest
 
 from tap_fullstory.testing.data import with_misfits
 from tests import test_meltano
-from tests.test_meltano import END, START, Project, pg_env, pg_query
+from tests.test_meltano import BQ_CHECK, END, START, Project, duck_query, pg_env, pg_query
 
 installed, project, pg_database = (test_meltano.installed, test_meltano.project,
                                    test_meltano.pg_database)
@@ -82,3 +86,68 @@ def test_postgres_loads_misfits_once_with_the_originals_queryable(
     assert "did not fit their column's type" in out
     if "fullstory-to-postgres" in job:
         assert "COPY" in out  # use_copy as shipped
+
+
+def test_duckdb_loads_misfits_with_its_default_no_validation(project: Project, make_emulator
+                                                             ) -> None:
+    """target-duckdb never validates by default (validate_records: false); it imports CSV into
+    typed columns, which without the rule stops on "abc" in an integer column."""
+    emu = _emulator(make_emulator)
+    project.point_at(emu)
+    project.run("run", "tap-fullstory", "target-duckdb", timeout=300)
+    db = project.root / "output" / "fullstory.duckdb"
+    served = _window_rows(emu)
+    assert duck_query(db, "select count(*), count(distinct eventid) from events")[0] == (
+        len(served), len(served))
+    n = sum(1 for r in served if r.get("PageDuration") == "abc")
+    assert n and duck_query(db, "select count(*) from events where pageduration is null and "
+                                "customvars->>'$.PageDuration' = 'abc'")[0][0] == n
+
+
+def test_bigquery_loads_misfits(project: Project, make_emulator, bigquery) -> None:
+    """target-bigquery (z3z1ma) never validates a record (its sink skips the SDK's validation:
+    no setting); a load job with "abc" in an INTEGER column fails without the rule."""
+    emu = make_emulator(start=START, days=1, events_per_hour=6, seed=42)
+    emu.add_fault("download", "misfit_values", times=10**6, every=EVERY)
+    end = "2024-01-02T00:00:00Z"
+    project.point_at(emu, end=end)
+    served = [r for hour in range(0, 24, 6) for r in _served(emu.expected_rows(
+        f"2024-01-01T{hour:02d}:00:00Z",
+        f"2024-01-0{1 + (hour + 6) // 24}T{(hour + 6) % 24:02d}:00:00Z"))]
+    env = {**bigquery["env"], "TARGET_BIGQUERY_PROJECT": bigquery["project"]}
+    project.run("run", "tap-fullstory", "target-bigquery", env=env, timeout=300)
+    check = subprocess.run([str(bigquery["python"]), "-c", BQ_CHECK, bigquery["project"],
+                            "PageDuration", "abc"], env={**os.environ, **bigquery["env"]},
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr[-3000:]
+    got = json.loads(check.stdout.strip().splitlines()[-1])
+    assert got["count"] == got["distinct"] == len(served)
+    n = sum(1 for r in served if r.get("PageDuration") == "abc")
+    assert n and got["value_rows"] == n
+
+
+def test_snowflake_records_without_validation_load_misfits(make_emulator, tmp_path) -> None:
+    """target-snowflake with `validate_records: false` (meltano.yml): RECORD messages with the
+    misfit fault load into the fakesnow stand-in; without the rule "abc" stops the MERGE."""
+    from tests.test_snowflake import SF_VENV, run_target, sf_sql, tap_messages, target_config
+    from tests.test_snowflake import rows as sf_rows
+
+    if not SF_VENV.exists():
+        pytest.skip(f"{SF_VENV} missing: make services-venvs")
+    emu = make_emulator(start=START, days=1, events_per_hour=6, seed=43)
+    emu.add_fault("download", "misfit_values", times=10**6, every=EVERY)
+    end = "2024-01-02T00:00:00Z"
+    db = tmp_path / "sf"
+    db.mkdir()
+    run_target(db, {**target_config("FULLSTORY"), "validate_records": False, "load_method": "upsert"},
+               tap_messages(emu, end, tmp_path), tmp_path)
+    served = [r for hour in range(0, 24, 6) for r in _served(emu.expected_rows(
+        f"2024-01-01T{hour:02d}:00:00Z",
+        f"2024-01-0{1 + (hour + 6) // 24}T{(hour + 6) % 24:02d}:00:00Z"))]
+    q = sf_sql([{"connect": {"database": "WAREHOUSE", "schema": "FULLSTORY"}},
+                "SELECT count(*), count(DISTINCT eventid) FROM events",
+                "SELECT count(*) FROM events WHERE pageduration IS NULL "
+                "AND customvars:\"PageDuration\"::VARCHAR = 'abc'"], db=db)
+    assert sf_rows(q[1]) == [[len(served), len(served)]]
+    n = sum(1 for r in served if r.get("PageDuration") == "abc")
+    assert n and sf_rows(q[2]) == [[n]]
