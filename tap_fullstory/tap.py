@@ -8,11 +8,11 @@ from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
 from tap_fullstory.individuals import IndividualsStream
-from tap_fullstory.output import FastSingerWriter
 from tap_fullstory.settings import Settings, config_jsonschema
 from tap_fullstory.sources.http import MAX_TRIES
 from tap_fullstory.streams import EventsStream
 from tap_fullstory.windows import ConfigError
+from tap_fullstory.writers.record_lines import FastSingerWriter
 
 
 class TapFullStory(Tap):

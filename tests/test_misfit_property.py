@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tap_fullstory import native
+from tap_fullstory import scanner
 from tap_fullstory.fields import (
     INDIVIDUAL_FIELDS,
     export_fields,
@@ -108,7 +108,7 @@ def test_events_any_values(rows: list[dict[str, t.Any]]) -> None:
             for fmt, written in files.items():
                 assert [comparable(r, names) for r in written] == \
                     [comparable(r, names) for r in records], fmt
-        if native.AVAILABLE:  # the C scanner: the reference's exact output, or a refusal
+        if scanner.AVAILABLE:  # the C scanner: the reference's exact output, or a refusal
             got = paths.scanner(chunk)
             assert got[0] == "refused" or got == paths.reference(chunk), name
 

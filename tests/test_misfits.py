@@ -15,7 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from singer_sdk.helpers._compat import datetime_fromisoformat
 
-from tap_fullstory import native
+from tap_fullstory import scanner
 from tap_fullstory.fields import (
     CUSTOM_VARS,
     FLOAT,
@@ -141,7 +141,7 @@ def test_record_mode_records_fit_the_schema_and_keep_every_original(record_runs,
                                                                     ) -> None:
     """RECORD mode, C scanner and reference alike: today "yesterday", "abc", 1.5 and "" went
     through as they were, and a validating target stopped the run."""
-    if not native.AVAILABLE:
+    if not scanner.AVAILABLE:
         pytest.skip("C scanner not built")
     fast, reference = record_runs[True], record_runs[False]
     assert fast.records == reference.records  # byte-identical paths give the same records

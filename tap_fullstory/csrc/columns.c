@@ -277,7 +277,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_columns", NULL, -1, methods};
 
-/* The interface version `native` expects: 2 = immutable chunks only, names checked (issue #13);
+/* The interface version `scanner.py` expects: 2 = immutable chunks only, names checked (issue #13);
  * 3 = the misfit rule (issue #20): typed columns in RECORD mode, misfit counts returned. A
  * build of other sources (an editable install not rebuilt) is then not used. */
 #define API 3
