@@ -511,10 +511,11 @@ def test_scanner_takes_null_and_integral_values(tmp_path) -> None:
 
 @needs_scanner
 def test_scanner_falls_back_per_chunk(tmp_path) -> None:
-    """A known field in another case, a non-canonical timestamp, a type mismatch, an int64
-    overflow: only that chunk takes the reference, with the same values, counted per reason."""
+    """A known field in another case, a non-canonical timestamp, a nested object, an integer
+    beyond 64 bits: only that chunk takes the reference, with the same values, counted per
+    reason. A type mismatch (PageId "13") is the misfit rule's: C takes it, the same way."""
     rows = _rows(tweaks={3: {"eventSubType": "x"}, 20: {"PageStart": "2024-01-01T01:00:00+01:00"},
-                         33: {"PageId": "13"}, 45: {"UserId": 2**70}})
+                         33: {"page_obj": {"a": 1}}, 45: {"UserId": 2**70}, 50: {"PageId": "13"}})
     run = _same(tmp_path, rows)
     assert run.complete and sum(run.fallbacks.values()) >= 4
     assert "known field in another case" in run.fallbacks
