@@ -66,11 +66,21 @@ static int cmp_custom(const void *a, const void *b) {
     first = 0; L_->p[L_->len++] = '"'; memcpy(L_->p + L_->len, (name), (size_t)(nlen)); \
     L_->len += (size_t)(nlen); L_->p[L_->len++] = '"'; L_->p[L_->len++] = ':'; } while (0)
 
-static int grow_custom(Custom **custom, size_t *cap) {
-    Custom *grown = realloc(*custom, *cap * 2 * sizeof(Custom));
-    if (!grown) return -1;
-    *custom = grown; *cap *= 2;
-    return 0;
+/* A CustomVars entry: the key, and the value at p in orjson's text (appended to `tmp`). Returns
+ * the byte after the value, or NULL (ctx->reason set). */
+static const char *add_custom(Ctx *ctx, Custom **custom, size_t *n, size_t *cap, Buf *tmp,
+                              const char *key, size_t klen, const char *p, const char *end) {
+    if (*n == *cap) {
+        Custom *grown = realloc(*custom, *cap * 2 * sizeof(Custom));
+        if (!grown) { ctx->reason = "out of memory"; return NULL; }
+        *custom = grown; *cap *= 2;
+    }
+    size_t off = tmp->len;
+    p = value_canon(ctx, p, end, tmp, 0);
+    if (!p) return NULL;
+    (*custom)[*n] = (Custom){key, klen, off, tmp->len - off};
+    (*n)++;
+    return p;
 }
 
 /* Custom vars in key order: insertion sort for the usual handful, qsort (O(n log n)) beyond, so
@@ -144,6 +154,7 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                 if (seen[k] == row) FAIL("duplicate key");
                 seen[k] = row; tok[k] = p;
                 int nulled = 0;  /* the misfit rule made it null (RECORD: write null) */
+                int emitted = 0;  /* RECORD: already written (a string, as it was scanned) */
                 if (c->kind == K_SKIP) {  /* not a column: validated, or written (RECORD) */
                     Buf *o = NULL;
                     if (spec->rec && c->emit) { EMIT_KEY(c->name, c->nlen); o = &spec->rec->lines; }
@@ -216,7 +227,12 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                         }
                     } else if (c->kind == K_STR) {
                         if (*p != '"') fit = 0;
-                        else {
+                        else if (spec->rec && c->emit) {  /* RECORD: written as it is scanned */
+                            EMIT_KEY(c->name, c->nlen);
+                            p = value_canon(ctx, p, end, &spec->rec->lines, 0);
+                            if (!p) goto fail;
+                            emitted = 1;
+                        } else {
                             p = scan_string(ctx, p, end, spec->rec ? NULL : &c->data, NULL, NULL);
                             if (!p) goto fail;
                         }
@@ -225,18 +241,13 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                         c->valid[row >> 3] |= (unsigned char)(1u << (row & 7));
                     } else {  /* null here, the original into CustomVars under the field's name */
                         if (k == start_id) FAIL("EventStart does not fit");
-                        if (ncustom == ncustom_cap && grow_custom(&custom, &ncustom_cap)) FAIL("out of memory");
-                        size_t off = tmp.len;
-                        p = value_canon(ctx, p, end, &tmp, 0);
+                        p = add_custom(ctx, &custom, &ncustom, &ncustom_cap, &tmp, key, klen, p, end);
                         if (!p) goto fail;
-                        custom[ncustom].key = key; custom[ncustom].klen = klen;
-                        custom[ncustom].off = off; custom[ncustom].len = tmp.len - off;
-                        ncustom++;
                         c->misfits++;
                         nulled = 1;
                     }
                 }
-                if (spec->rec && c->emit && c->kind != K_SKIP) {
+                if (spec->rec && c->emit && c->kind != K_SKIP && !emitted) {
                     EMIT_KEY(c->name, c->nlen);
                     if (nulled) PUT(&spec->rec->lines, "null", 4);
                     else if (!value_canon(ctx, tok[k], end, &spec->rec->lines, 0)) goto fail;
@@ -248,13 +259,8 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                 for (const char *e2 = key; (e2 = memchr(e2, 0xE2, klen - (size_t)(e2 - key))); e2++)
                     if ((size_t)(key + klen - e2) >= 3 && e2[1] == '\x84' && e2[2] == '\xAA')
                         FAIL("Kelvin sign in a key");
-                if (ncustom == ncustom_cap && grow_custom(&custom, &ncustom_cap)) FAIL("out of memory");
-                size_t off = tmp.len;
-                p = value_canon(ctx, p, end, &tmp, 0);
+                p = add_custom(ctx, &custom, &ncustom, &ncustom_cap, &tmp, key, klen, p, end);
                 if (!p) goto fail;
-                custom[ncustom].key = key; custom[ncustom].klen = klen;
-                custom[ncustom].off = off; custom[ncustom].len = tmp.len - off;
-                ncustom++;
             }
             p = skip_ws(p, end);
             if (p < end && *p == ',') { p = skip_ws(p + 1, end); continue; }
