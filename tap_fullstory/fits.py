@@ -19,6 +19,7 @@ JSON string; date-time: an RFC 3339 date-time, years 1-9999, at most microsecond
 
 from __future__ import annotations
 
+import operator
 import typing as t
 
 from tap_fullstory.fields import FLOAT, INT, STR, TS, rfc3339_utc
@@ -56,13 +57,38 @@ def fit_value(kind: str, value: t.Any) -> t.Any:
     return MISFIT
 
 
+class _Plan(t.NamedTuple):
+    """What is left to check in rows of one shape (keys, value types)."""
+
+    ints: tuple[str, ...]  # integers in integer columns: within 64 bits?
+    exact: tuple[str, ...]  # integers in number columns: within +-2^53?
+    stamps: tuple[str, ...]  # text in timestamp columns: RFC 3339 (memoised)?
+    check: tuple[str, ...]  # one by one: values of another type than the column's
+    get_ints: t.Callable[[dict[str, t.Any]], tuple[t.Any, ...]]
+    get_exact: t.Callable[[dict[str, t.Any]], tuple[t.Any, ...]]
+
+
+def _values(names: tuple[str, ...]) -> t.Callable[[dict[str, t.Any]], tuple[t.Any, ...]]:
+    """The values of `names` from a row, as a tuple, in C (operator.itemgetter)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda cols: (cols[name],)
+    return t.cast(t.Callable[[dict[str, t.Any]], tuple[t.Any, ...]],
+                  operator.itemgetter(*names) if names else lambda cols: ())
+
+
 class Fitter:
     """Applies the rule to records of one field catalogue; counts the misfits per field."""
 
-    __slots__ = ("_kinds", "counts")
+    __slots__ = ("_kinds", "_plans", "_stamps", "counts")
 
     def __init__(self, fields: t.Iterable[tuple[str, str]]) -> None:
         self._kinds = dict(fields)
+        #: Per row shape (keys, value types): what is left to check (`_plan`). An export's rows
+        #: share a few hundred shapes, so most rows cost two tuples, a lookup, min/max in C.
+        self._plans: dict[tuple[tuple[str, ...], tuple[type, ...]], _Plan] = {}
+        #: Timestamp texts seen valid -> their column value (a session's or user's repeat).
+        self._stamps: dict[str, str] = {}
         #: Misfits per field since the last `take_counts`.
         self.counts: dict[str, int] = {}
 
@@ -79,21 +105,39 @@ class Fitter:
     def fit(self, cols: dict[str, t.Any], custom: dict[str, t.Any]) -> dict[str, t.Any]:
         """Fit `cols` in place; returns CustomVars with every misfit's original added under the
         field's name (keys kept sorted, as `fields.Splitter` gives them)."""
-        kinds = self._kinds
+        shape = (tuple(cols), tuple(map(type, cols.values())))
+        plan = self._plans.get(shape)
+        if plan is None:
+            if len(self._plans) > 10_000:  # rows of ever new shapes: memory stays bounded
+                self._plans.clear()
+            plan = self._plans[shape] = self._plan(*shape)
+        check = plan.check
+        if plan.ints:
+            values = plan.get_ints(cols)
+            if not (min(values) >= INT_MIN and max(values) <= INT_MAX):
+                check += plan.ints
+        if plan.exact:
+            values = plan.get_exact(cols)
+            if not (min(values) >= -EXACT_IN_DOUBLE and max(values) <= EXACT_IN_DOUBLE):
+                check += plan.exact
         moved: list[str] | None = None
-        for name, value in cols.items():
-            if value is None:
-                continue
-            kind = kinds.get(name)
-            if kind is None:
-                continue  # EventId: not a catalogue field
-            kind_of = type(value)
-            if kind_of is str:  # the usual case, decided without a call
-                if kind == STR:
+        stamps = self._stamps
+        for name in plan.stamps:
+            value = cols[name]
+            fitted = stamps.get(value)
+            if fitted is None:
+                fitted = rfc3339_utc(value)
+                if fitted is None:
+                    check += (name,)  # a misfit ("" too): decided below
                     continue
-            elif kind_of is int and kind == INT and INT_MIN <= value <= INT_MAX:
-                continue
-            fitted = fit_value(kind, value)
+                if len(stamps) > 100_000:
+                    stamps.clear()
+                stamps[value] = fitted
+            if fitted is not value:
+                cols[name] = fitted
+        for name in check:  # any value of another type than its column's
+            value = cols[name]
+            fitted = fit_value(self._kinds[name], value)
             if fitted is MISFIT:
                 if moved is None:
                     moved = []
@@ -108,6 +152,28 @@ class Fitter:
             cols[name] = None
             counts[name] = counts.get(name, 0) + 1
         return dict(sorted(custom.items()))
+
+    def _plan(self, names: tuple[str, ...], types: tuple[type, ...]) -> _Plan:
+        """For one row shape: the integers to range-check (integer columns; number columns),
+        and the names to check one by one (timestamps; any other type than the column's)."""
+        ints: list[str] = []
+        exact: list[str] = []
+        stamps: list[str] = []
+        check: list[str] = []
+        for name, kind_of in zip(names, types, strict=True):
+            kind = self._kinds.get(name)
+            if kind is None or kind_of is type(None) or (kind == STR and kind_of is str):
+                continue  # EventId (not a catalogue field), null, text in a string column
+            if kind_of is int and kind == INT:
+                ints.append(name)
+            elif kind_of is int and kind == FLOAT:
+                exact.append(name)
+            elif kind_of is str and kind == TS:
+                stamps.append(name)
+            elif not (kind_of is float and kind == FLOAT):
+                check.append(name)
+        return _Plan(tuple(ints), tuple(exact), tuple(stamps), tuple(check),
+                     _values(tuple(ints)), _values(tuple(exact)))
 
     def take_counts(self) -> dict[str, int]:
         """The misfits counted so far, per field; the count starts again."""

@@ -27,7 +27,7 @@ from tap_fullstory.fields import (
     individuals_schema,
     singer_schema,
 )
-from tap_fullstory.fits import MISFIT, fit_value
+from tap_fullstory.fits import MISFIT, Fitter, fit_value
 from tap_fullstory.testing.data import with_misfits
 from tests.tapio import TapRun, run_tap
 from tests.test_batches import config, jsonl_rows, local, manifests, ok, parquet_rows
@@ -59,6 +59,27 @@ KINDS = dict(export_fields(mobile=False))
 def test_fit_value(kind: str, value: t.Any, expected: t.Any) -> None:
     got = fit_value(kind, value)
     assert got is MISFIT if expected is MISFIT else (got == expected and type(got) is type(expected))
+
+
+def test_fitter_decides_each_row_whatever_it_remembers() -> None:
+    """Rows of one shape share a plan and timestamps are memoised: each row is still decided on
+    its own values (an integer out of range, a date that does not exist, the same text again)."""
+    fitter = Fitter(export_fields(mobile=False))
+    rows = [{"PageId": 5, "EventCumulativeLayoutShift": 3, "PageStart": "2024-01-01T00:00:00.000Z"},
+            {"PageId": 2**63, "EventCumulativeLayoutShift": 2**53 + 1,
+             "PageStart": "2024-02-30T00:00:00.000Z"},
+            {"PageId": 6, "EventCumulativeLayoutShift": 2**53, "PageStart": "2024-01-01T00:00:00.000Z"},
+            {"PageId": 7, "EventCumulativeLayoutShift": 1, "PageStart": "2024-01-01T01:00:00+01:00"},
+            {"PageId": 7, "EventCumulativeLayoutShift": 1, "PageStart": "2024-01-01T01:00:00+01:00"}]
+    fitted = [dict(row) for row in rows]
+    out = [(cols, fitter.fit(cols, {})) for cols in fitted]
+    assert [custom for _, custom in out] == [
+        {}, {"EventCumulativeLayoutShift": 2**53 + 1, "PageId": 2**63,
+             "PageStart": "2024-02-30T00:00:00.000Z"}, {}, {}, {}]
+    assert [cols["PageStart"] for cols, _ in out] == [
+        "2024-01-01T00:00:00.000Z", None, "2024-01-01T00:00:00.000Z", "2024-01-01T00:00:00.000Z",
+        "2024-01-01T00:00:00.000Z"]
+    assert fitter.take_counts() == {"PageId": 1, "EventCumulativeLayoutShift": 1, "PageStart": 1}
 
 
 # --- checks ---------------------------------------------------------------------------------------
