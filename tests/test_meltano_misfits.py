@@ -114,10 +114,12 @@ def test_bigquery_loads_misfits(project: Project, make_emulator, bigquery) -> No
     served = [r for hour in range(0, 24, 6) for r in _served(emu.expected_rows(
         f"2024-01-01T{hour:02d}:00:00Z",
         f"2024-01-0{1 + (hour + 6) // 24}T{(hour + 6) % 24:02d}:00:00Z"))]
-    env = {**bigquery["env"], "TARGET_BIGQUERY_PROJECT": bigquery["project"]}
+    env = {**bigquery["env"], "TARGET_BIGQUERY_PROJECT": bigquery["project"],
+           "TARGET_BIGQUERY_DATASET": "misfits"}  # its own dataset: the stand-in is shared
     project.run("run", "tap-fullstory", "target-bigquery", env=env, timeout=300)
-    check = subprocess.run([str(bigquery["python"]), "-c", BQ_CHECK, bigquery["project"],
-                            "PageDuration", "abc"], env={**os.environ, **bigquery["env"]},
+    check = subprocess.run([str(bigquery["python"]), "-c", BQ_CHECK.replace("fullstory.", "misfits."),
+                            bigquery["project"], "PageDuration", "abc"],
+                           env={**os.environ, **bigquery["env"]},
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr[-3000:]
     got = json.loads(check.stdout.strip().splitlines()[-1])
