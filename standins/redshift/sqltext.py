@@ -10,11 +10,12 @@ import re
 from dataclasses import dataclass
 
 # One token: a '...' literal ('' escapes a quote; E'...' keeps backslash escapes), a "..." identifier, a bare
-# word, a -- comment, or any single other character (runs of whitespace kept together).
+# word, a number, a -- comment, or any single other character (runs of whitespace kept together).
 _TOKEN = re.compile(
     r"""(?P<str>[eE]?'(?:[^'\\]|''|\\.)*')
       |(?P<qid>"(?:[^"]|"")*")
       |(?P<word>[A-Za-z_][A-Za-z0-9_$]*)
+      |(?P<num>\d+(?:\.\d+)?)
       |(?P<comment>--[^\n]*)
       |(?P<ws>\s+)
       |(?P<other>.)""",
@@ -24,7 +25,7 @@ _TOKEN = re.compile(
 
 @dataclass
 class Tok:
-    kind: str  # str | qid | word | comment | ws | other
+    kind: str  # str | qid | word | num | comment | ws | other
     text: str
 
     @property
