@@ -12,3 +12,4 @@ SVC_REQ_redshift := $(REDSHIFT_ARCHIVE) "pygwire==0.2.0" "psycopg[binary]==3.3.6
 redshift-venv: .venv-redshift/.installed
 
 test: redshift-venv
+bench-e2e: redshift-venv
