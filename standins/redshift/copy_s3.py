@@ -18,7 +18,6 @@ stand-in does not emulate are refused by name, never ignored. Credentials are ch
 from __future__ import annotations
 
 import bz2
-import codecs
 import csv
 import gzip
 import io
@@ -74,7 +73,9 @@ class CopySpec:
             raw = gzip.GzipFile(fileobj=raw)
         elif self.options.get("BZIP2"):
             raw = bz2.BZ2File(raw)
-        return codecs.getreader("utf-8")(raw, errors="strict")  # type: ignore[return-value]
+        else:
+            raw = io.BytesIO(raw.read())
+        return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
     def feed(self, s3: Any) -> Iterator[bytes]:
         """The PostgreSQL CSV that COPY ... FROM STDIN loads, in chunks; `s3` is a boto3 S3 client."""

@@ -127,7 +127,10 @@ class Session:
             self.client.sendall(_fatal("28P01", f'password authentication failed for user "{user}"'))
             return False
         self.pg = socket.create_connection((self.cfg.pg_host, self.cfg.pg_port))
-        self.pg.sendall(self.back.send(StartupMessage(params={"user": "postgres", "database": self.database})))
+        # enable_nestloop off: the target's temp and new tables have no statistics, and PostgreSQL's guess
+        # of one row each made its MERGE a nested loop, quadratic in the batch (Redshift plans its own way).
+        params = {"user": "postgres", "database": self.database, "enable_nestloop": "off"}
+        self.pg.sendall(self.back.send(StartupMessage(params=params)))
         out = bytearray(AuthenticationOk().to_wire())
         while True:
             for m in self._recv(self.back, self.pg):
