@@ -192,7 +192,7 @@ TARGET_OPTS = ("EMPTYASNULL BLANKSASNULL TRIMBLANKS TRUNCATECOLUMNS DATEFORMAT '
 
 def test_copy_from_s3_with_the_targets_options(redshift, rs_db, postgres, s3) -> None:
     put(s3, "copy/part-0.csv.gz", gzip.compress(
-        '1,"",2024-01-01 00:00:00+00:00,"{""k"": ""v""}"\n2,"  ",,\n'.encode()))
+        b'1,"",2024-01-01 00:00:00+00:00,"{""k"": ""v""}"\n2,"  ",,\n'))
     put(s3, "copy/part-1.csv.gz", gzip.compress("3,ééé  ,2024-01-02T03:04:05.5Z,[1]\n".encode()))
     put(s3, "other/x.csv.gz", gzip.compress(b"9,not under the prefix,,\n"))
     create = "create table c (id int, s varchar(5), t timestamp, obj super)"

@@ -221,6 +221,8 @@ def _options(toks: list[Tok]) -> dict[str, Any]:
             raise _error(f"COPY {fmt} '{opts[fmt]}' is not emulated by the Redshift stand-in (only 'auto')", "0A000")
     if int(opts.get("MAXERROR", 0)) != 0:
         raise _error("COPY MAXERROR is not emulated by the Redshift stand-in (no stl_load_errors)", "0A000")
+    if str(opts.get("FORMAT", "CSV")).upper() != "CSV":
+        raise _error(f"COPY FORMAT {opts['FORMAT']} is not emulated by the Redshift stand-in (only CSV)", "0A000")
     if opts.get("REMOVEQUOTES"):
         raise _error("COPY REMOVEQUOTES is not emulated by the Redshift stand-in", "0A000")
     return opts

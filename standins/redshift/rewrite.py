@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 
 from standins.redshift import catalog
 from standins.redshift.copy_s3 import CopySpec, parse_copy
-from standins.redshift.sqltext import Tok, join, literal, quote_ident, significant, split_top_level, tokens
+from standins.redshift.sqltext import (
+    Tok,
+    join,
+    literal,
+    quote_ident,
+    significant,
+    split_top_level,
+    tokens,
+)
 
 Columns = list[tuple[str, str]]  # (name, PostgreSQL format_type)
 
@@ -192,7 +200,8 @@ def _create_table(toks: list[Tok], ctx: Context) -> str:
             close_at = i
             break
     head = significant(toks[:open_at])
-    table = head[-1].name
+    after = [t.text.upper() for t in head].index("TABLE") + 1
+    ref = "".join(t.text for t in head[after:] if t.text.upper() not in ("IF", "NOT", "EXISTS"))
     items, columns = [], []
     for item in split_top_level(toks[open_at + 1:close_at]):
         sig = significant(item)
@@ -204,8 +213,7 @@ def _create_table(toks: list[Tok], ctx: Context) -> str:
         qname, text, pg_type, _ = _column_def(item)
         items.append(text)
         columns.append((qname[1:-1], pg_type))
-    ctx.tables[_key("".join(t.text for t in head[head.index(next(t for t in head if t.text.upper() == "TABLE")) + 1:]
-                            if t.text.upper() not in ("IF", "NOT", "EXISTS")))] = columns
+    ctx.tables[_key(ref)] = columns
     return join(toks[:open_at]) + "(\n\t" + ",\n\t".join(items) + "\n)" + join(toks[close_at + 1:])
 
 

@@ -13,6 +13,7 @@ by message (framing: pygwire). What it changes on the way:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import select
@@ -33,7 +34,6 @@ from pygwire.messages import (
     CopyData,
     CopyDone,
     CopyFail,
-    CopyInResponse,
     ErrorResponse,
     Execute,
     FieldDescription,
@@ -45,7 +45,6 @@ from pygwire.messages import (
     SSLRequest,
     SSLResponse,
     StartupMessage,
-    Terminate,
 )
 
 from standins.redshift import catalog
@@ -195,9 +194,10 @@ class Session:
         assert self.pg is not None
         client_buf, pg_buf = self.early, b""
         while True:
-            client_buf = self._from_client(client_buf)
-            if client_buf is None:
+            rest = self._from_client(client_buf)
+            if rest is None:
                 return
+            client_buf = rest
             waiting = [self.pg] if self.pending is not None else [self.pg, self.client]
             ready = waiting if self._tls_pending() else select.select(waiting, [], [])[0]
             if self.client in ready and self.pending is None:
@@ -324,10 +324,8 @@ def _super(f: FieldDescription) -> FieldDescription:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()
 
 
