@@ -67,11 +67,10 @@ def running(pg_port: int, s3_env: dict[str, str], work: Path, pg_host: str = "12
         yield StandIn(port, password, work / "tls" / "cert.pem", s3_env, proc)
     finally:
         proc.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.kill()  # a no-op once it has exited
+        proc.wait()
 
 
 def _wait_port(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
