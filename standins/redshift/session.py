@@ -1,8 +1,9 @@
 """One client connection of the Redshift stand-in: a Redshift front on a PostgreSQL session.
 
-The client (redshift_connector, psycopg, psql) authenticates against the stand-in (MD5, as a Redshift cluster
-offers it); the stand-in then opens a PostgreSQL session for it and forwards the wire protocol both ways, message
-by message (framing: pygwire). What it changes on the way:
+The client (redshift_connector, psycopg, psql) authenticates against the stand-in (TLS if asked, MD5, as a
+Redshift cluster offers them); the stand-in then opens a PostgreSQL session for it and forwards the wire protocol
+both ways, message by message, in one thread (pygwire decodes and encodes the messages it changes; the others
+pass as they are). What it changes on the way:
 
 - client -> PostgreSQL: the SQL of every Query and Parse (rewrite.py);
 - PostgreSQL -> client: the server version (Redshift's 8.0.2), SUPER's type OID (4000) for jsonb columns;
@@ -330,6 +331,7 @@ def _close(sock: socket.socket) -> None:
 
 
 def serve(listener: socket.socket, cfg: Config) -> None:
+    """Serve each connection in its own thread, until the process ends."""
     while True:
         conn, _ = listener.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
