@@ -200,13 +200,14 @@ class Session:
                 return
             client_buf = rest
             waiting = [self.pg] if self.pending is not None else [self.pg, self.client]
-            ready = waiting if self._tls_pending() else select.select(waiting, [], [])[0]
-            if self.client in ready and self.pending is None:
+            # TLS may hold decrypted client bytes that select() cannot see
+            ready = [self.client] if self._tls_pending() else select.select(waiting, [], [])[0]
+            if self.client in ready:
                 data = self.client.recv(65536)
                 if not data:
                     return
                 client_buf += data
-            if self.pg in ready and (self.pending is not None or not self._tls_pending()):
+            if self.pg in ready:
                 data = self.pg.recv(65536)
                 if not data:
                     return
