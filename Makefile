@@ -47,3 +47,4 @@ include mk/sanitize.mk
 include mk/snowflake.mk
 include mk/backfill.mk
 include mk/e2e.mk
+include mk/redshift.mk

@@ -7,6 +7,7 @@ import functools
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
+from tap_fullstory import DISTRIBUTION
 from tap_fullstory.individuals import IndividualsStream
 from tap_fullstory.settings import Settings, config_jsonschema
 from tap_fullstory.sources.http import MAX_TRIES
@@ -19,6 +20,8 @@ class TapFullStory(Tap):
     """Singer tap for FullStory raw event exports."""
 
     name = "tap-fullstory"
+    #: Where the SDK reads the version for `--version` and `--about` (the distribution's name).
+    package_name = DISTRIBUTION
     message_writer_class = FastSingerWriter
 
     config_jsonschema = config_jsonschema()
