@@ -20,11 +20,13 @@ import subprocess
 import pytest
 
 from tap_fullstory.testing.data import with_misfits
-from tests import test_meltano
+from tests import test_meltano, test_redshift, test_redshift_standin
 from tests.test_meltano import BQ_CHECK, END, START, Project, duck_query, pg_env, pg_query
 
 installed, project, pg_database = (test_meltano.installed, test_meltano.project,
                                    test_meltano.pg_database)
+redshift, rs_db = test_redshift_standin.redshift, test_redshift_standin.rs_db
+rs_project = test_redshift.rs_project
 
 pytestmark = pytest.mark.meltano
 EVERY = 5
@@ -153,3 +155,19 @@ def test_snowflake_records_without_validation_load_misfits(make_emulator, tmp_pa
     assert sf_rows(q[1]) == [[len(served), len(served)]]
     n = sum(1 for r in served if r.get("PageDuration") == "abc")
     assert n and sf_rows(q[2]) == [[n]]
+
+
+def test_redshift_without_validation_loads_misfits(make_emulator, rs_project: Project, rs_db,
+                                                   postgres) -> None:
+    """target-redshift with `validate_records: false` (meltano.yml), into the Redshift stand-in."""
+    from tests.test_redshift import RUN, pg
+
+    emu = _emulator(make_emulator)
+    rs_project.point_at(emu)
+    rs_project.run(*RUN, "tap-fullstory", "target-redshift", timeout=300)
+    served = _window_rows(emu)
+    assert pg(postgres, rs_db, "select count(*), count(distinct eventid) from fullstory.events"
+              )[0] == (len(served), len(served))
+    n = sum(1 for r in served if r.get("PageDuration") == "abc")
+    assert n and pg(postgres, rs_db, "select count(*) from fullstory.events where pageduration is "
+                                     "null and customvars ->> 'PageDuration' = 'abc'")[0][0] == n
