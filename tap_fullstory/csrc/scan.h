@@ -169,15 +169,15 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                 } else {
                     int fit = 1;  /* 0: the value does not fit (the misfit rule) */
                     if (p >= end) FAIL("missing value");
-                    if (c->kind == K_INT) {
+                    if (c->kind == K_INT || c->kind == K_FLOAT) {
                         int is_float;
                         size_t digits;
-                        if (*p != '-' && (*p < '0' || *p > '9')) fit = 0;
-                        else {
-                            const char *e = scan_number(ctx, p, end, &is_float, &digits);
-                            if (!e) goto fail;
+                        const char *e;
+                        if (*p != '-' && (*p < '0' || *p > '9')) fit = 0;  /* not a number */
+                        else if (!(e = scan_number(ctx, p, end, &is_float, &digits))) goto fail;
+                        else if (!is_float && !int_fits(p, e, digits, 0)) FAIL("integer beyond 64 bits");
+                        else if (c->kind == K_INT) {
                             if (e - p == 2 && p[0] == '-' && p[1] == '0') FAIL("negative zero");
-                            if (!is_float && !int_fits(p, e, digits, 0)) FAIL("integer beyond 64 bits");
                             if (is_float || !int_fits(p, e, digits, 1)) fit = 0;
                             else {
                                 uint64_t u = 0; const char *q = p; int neg = 0;
@@ -187,23 +187,14 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                                 memcpy(c->values + 8 * row, &v, 8);
                                 p = e;
                             }
-                        }
-                    } else if (c->kind == K_FLOAT) {
-                        int is_float;
-                        size_t digits;
-                        double v;
-                        if (*p != '-' && (*p < '0' || *p > '9')) fit = 0;
-                        else {
-                            const char *e = scan_number(ctx, p, end, &is_float, &digits);
-                            if (!e) goto fail;
-                            if (!is_float && !int_fits(p, e, digits, 0)) FAIL("integer beyond 64 bits");
-                            if (!is_float && !exact_in_double(p, e, digits)) fit = 0;
-                            else {
-                                if (number_value(p, e, &v)) FAIL("float out of range");
-                                if (!is_float && v == 0) v = 0.0;  /* "-0": orjson reads the integer 0 */
-                                memcpy(c->values + 8 * row, &v, 8);
-                                p = e;
-                            }
+                        } else if (!is_float && !exact_in_double(p, e, digits)) {
+                            fit = 0;
+                        } else {
+                            double v;
+                            if (number_value(p, e, &v)) FAIL("float out of range");
+                            if (!is_float && v == 0) v = 0.0;  /* "-0": orjson reads the integer 0 */
+                            memcpy(c->values + 8 * row, &v, 8);
+                            p = e;
                         }
                     } else if (c->kind == K_TIME) {
                         if (*p != '"') fit = 0;
