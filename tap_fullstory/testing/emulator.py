@@ -43,6 +43,7 @@ class Emulator(State):
 
     def stop(self) -> None:
         """Stop serving and delete the temp files."""
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -90,6 +90,9 @@ class Handler(BaseHTTPRequestHandler):
         _, fault = emu.book.hit(endpoint, lambda: emu.window_of(endpoint, arg, self.body, self._params))
         if fault is not None and fault.kind in _faults.ANY:
             return self._generic_fault(fault)
+        if fault is not None and fault.kind == "stall" and "bytes" not in fault.params:
+            emu.stopping.wait(float(fault.params["seconds"]))  # then answer as usual, too late
+            fault = None
         if endpoint != "download" and self.headers.get("Authorization", "") != f"Basic {emu.api_key}":
             return self._error(401, "unauthenticated", "missing or invalid API key; send 'Authorization: Basic <key>'")
         return handler(arg, fault)
@@ -311,12 +314,16 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        limit = int(fault.params.get("bytes", 0)) if fault and kind == "reset_after_bytes" else None
+        limit = int(fault.params.get("bytes", 0)) if fault and kind in ("reset_after_bytes", "stall") else None
         to_send = count if limit is None else min(limit, count)
         sent = 0
         try:
             with open(entry.path, "rb") as f:
                 sent = self.connection.sendfile(f, first, to_send) if to_send else 0
+                if fault and kind == "stall":  # a body that stops mid-way, then goes on too late
+                    emu.stopping.wait(float(fault.params["seconds"]))
+                    sent += self.connection.sendfile(f, first + sent, count - sent) if count > sent else 0
+                    limit = None
         except OSError:  # client went away mid-body
             self.close_connection = True
         emu._served(sent)

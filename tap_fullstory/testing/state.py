@@ -101,6 +101,8 @@ class State:
         self.cache = FileCache(self.source, Path(self._tmp.name))
         self.book = _faults.FaultBook()
         self._lock = threading.Lock()
+        #: Set when the emulator stops: stalled answers (the `stall` fault) end early.
+        self.stopping = threading.Event()
         self._ops: dict[str, Operation] = {}
         self._by_export: dict[str, Operation] = {}
         self._tokens: dict[str, tuple[Operation, float]] = {}
@@ -160,6 +162,12 @@ class State:
                     "operations": len(self._ops), "preparing": self._preparing(time.monotonic()),
                     "max_preparing": self._preparing_max, "too_many_exports": self._too_many_exports,
                     "files": files}
+
+    def requests(self, endpoint: str | None = None) -> list[dict[str, t.Any]]:
+        """The request log (oldest first; `FaultBook.log`), of one endpoint or all: tests read the waits between
+        tries and the number of tries from it."""
+        with self.book._lock:
+            return [dict(e) for e in self.book.log if endpoint in (None, e["endpoint"])]
 
     def expected_rows(self, start: t.Any, end: t.Any) -> list[dict[str, t.Any]]:
         """Rows with start <= EventStart < end, as the segment export has them (all fields), in file order."""
