@@ -89,17 +89,31 @@ def iter_rows(path: str, *, skip: int = 0, loads: t.Callable[[bytes], t.Any] = t
     """Yield each row of an export file (NDJSON or a JSON array), skipping the first `skip`.
     Rows are numbered from 1 in the file (NDJSON: the line number); a row that cannot be
     decoded goes to `on_bad` and is neither yielded nor counted in `skip`. The reference passes
-    `RecordMaker.loads`, which also marks the rows that may hold NUL."""
+    `RecordMaker.loads`, which also marks the rows that may hold NUL. A body that begins with
+    neither `{` nor `[` and has no row that decodes (an HTML error page, say) is not an export:
+    `MalformedExportError` with no row, whatever `on_bad` does with its lines."""
     body: t.BinaryIO | None = None
+    bad = 0
+
+    def set_aside(number: int, raw: bytes, cause: str) -> None:
+        nonlocal bad
+        bad += 1
+        on_bad(number, raw, cause)
+
     try:
         body = open_body(path)
         head = body.peek(64)  # type: ignore[attr-defined]
         first = head.lstrip()[:1]
-        rows = (_array_rows(body, loads, on_bad) if first == b"[" else
-                _ndjson_rows(body, loads, on_bad))
-        for index, row in enumerate(rows):
-            if index >= skip:
+        rows = (_array_rows(body, loads, set_aside) if first == b"[" else
+                _ndjson_rows(body, loads, set_aside))
+        decoded = 0
+        for decoded, row in enumerate(rows, 1):
+            if decoded > skip:
                 yield row
+        if not decoded and bad and first not in (b"{", b"["):
+            raise MalformedExportError(
+                f"the export is neither NDJSON nor a JSON array: it begins with {first!r} and none "
+                f"of its {bad} line(s) could be decoded")
     except EOFError as exc:
         raise TruncatedExportError(f"the export file is truncated ({exc})") from None
     except OSError as exc:  # zlib: invalid or corrupt compressed data

@@ -9,6 +9,9 @@ past the last row: appended), `mode` (`insert`, the default: the other rows stay
 or `replace`) and `truncate` (also cut the body in half, as `truncated_gzip` does). In NDJSON the bytes are one line (or several, if they hold newlines); in a JSON
 array one element (the bytes go between the commas as they are).
 
+`raw_body` serves `raw_b64` (or `raw=b"..."`) gzip-compressed as the whole body: an HTML error page, say, where
+the export should be.
+
 `stall` holds the answer back for `seconds` (default 30; the emulator's stop ends it early), then answers as usual:
 a response slower than the client's timeout. On download/get, `bytes=N` sends the headers and N body bytes first
 (a body that stalls mid-way).
@@ -28,7 +31,7 @@ import typing as t
 
 ENDPOINTS = ("create", "operation", "operations_list", "results", "download", "list", "get", "segments")
 ANY = ("429_json", "429_html", "500", "503", "reset", "404", "401")
-BODY = ("reset_after_bytes", "truncated_gzip", "malformed_row", "raw_row", "expired")  # download/get only
+BODY = ("reset_after_bytes", "truncated_gzip", "malformed_row", "raw_row", "raw_body", "expired")  # download/get
 OPERATION = ("failed", "stuck_pending")  # operation only
 DELAY = ("stall",)  # any endpoint; the answer comes late
 KINDS = ANY + BODY + OPERATION + DELAY
@@ -63,12 +66,13 @@ class Fault:
         self.nth, self.times = int(self.nth), int(self.times)
         if self.nth < 1 or self.times < 1:
             raise ValueError("nth and times must be >= 1")
-        if self.kind == "raw_row":
+        if self.kind in ("raw_row", "raw_body"):
             raw = self.params.pop("raw", None)
             if raw is not None:
                 self.params["raw_b64"] = base64.b64encode(bytes(raw)).decode()
             if not isinstance(self.params.get("raw_b64"), str):
-                raise ValueError("raw_row needs raw_b64 (the row's bytes, base64)")
+                raise ValueError(f"{self.kind} needs raw_b64 (the bytes, base64)")
+        if self.kind == "raw_row":
             if self.params.setdefault("mode", "insert") not in ("insert", "replace"):
                 raise ValueError("raw_row mode must be insert or replace")
             if int(self.params.setdefault("row", 1)) < 1:

@@ -5,7 +5,9 @@ It reads and changes the `State` its server carries and knows nothing of the `Em
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import gzip
 import re
 import secrets
 import socket
@@ -280,6 +282,9 @@ class Handler(BaseHTTPRequestHandler):
         kind = fault.kind if fault is not None else ""
         if kind == "expired":
             return self._send(403, _EXPIRED_XML, "application/xml")
+        if kind == "raw_body" and fault is not None:
+            ctype = headers.pop("Content-Type", "application/gzip")
+            return self._send(200, gzip.compress(base64.b64decode(fault.params["raw_b64"])), ctype, headers)
         if kind == "malformed_row":
             spec = dataclasses.replace(spec, corrupt_row=int(fault.params.get("row", 1)) if fault else 1)
             entry = emu.cache.get(spec, background=False)
