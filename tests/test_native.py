@@ -17,11 +17,12 @@ import orjson
 import pytest
 
 from tap_fullstory import native
+from tap_fullstory.testing.fixtures import needs_c_scanner
 from tests.fuzz.harness import Harness
 from tests.fuzz.paths import MODES, Paths, record_encoder
 from tests.test_batches import _bits, _day_file
 
-pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C scanner is not built")
+pytestmark = needs_c_scanner
 
 STRINGS = ["plain", "", 'quote " inside', "back\\slash", "new\nline", "tab\t", "ctl\x01\x1f",
            "del\x7f", "slash /", "caf\u00e9", "emoji \U0001F600", "sep \u2028", "comma, \"x\"",
