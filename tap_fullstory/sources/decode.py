@@ -13,14 +13,21 @@ import re
 import typing as t
 
 import orjson
-from zlib_ng import gzip_ng
+from zlib_ng import gzip_ng, zlib_ng
 
 from tap_fullstory import text
 
 try:  # ISA-L inflates about a third faster than zlib-ng; both raise EOFError when truncated
     from isal.igzip import IGzipFile as _GzipFile
+    from isal.igzip_lib import IsalError as _InflateError
 except ImportError:  # pragma: no cover - isal has wheels for the usual platforms
     _GzipFile = gzip_ng.GzipNGFile  # type: ignore[misc,assignment]
+    _InflateError = zlib_ng.error
+
+#: A damaged compressed body (a bad deflate block, a bad header): neither library's error is an
+#: OSError, and the body is downloaded again like a truncated one.
+_CORRUPT = t.cast("tuple[type[BaseException], ...]", (OSError, _InflateError, zlib_ng.error))
+_UNREADABLE: tuple[type[BaseException], ...] = (EOFError, *_CORRUPT)
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 4 << 20
@@ -116,7 +123,7 @@ def iter_rows(path: str, *, skip: int = 0, loads: t.Callable[[bytes], t.Any] = t
                 f"of its {bad} line(s) could be decoded")
     except EOFError as exc:
         raise TruncatedExportError(f"the export file is truncated ({exc})") from None
-    except OSError as exc:  # zlib: invalid or corrupt compressed data
+    except _CORRUPT as exc:  # invalid or corrupt compressed data
         raise TruncatedExportError(f"the export file is corrupt ({exc})") from None
     finally:
         if body is not None:
@@ -127,11 +134,11 @@ def is_json_array(path: str) -> bool:
     """True when the body is one JSON array (else NDJSON, or unreadable: decoding will say)."""
     try:
         body = open_body(path)
-    except (EOFError, OSError):
+    except _UNREADABLE:
         return False
     try:
         return body.peek(64).lstrip()[:1] == b"["  # type: ignore[attr-defined]
-    except (EOFError, OSError):
+    except _UNREADABLE:
         return False
     finally:
         body.close()
@@ -156,7 +163,7 @@ def body_blocks(path: str, block: int = CHUNK) -> t.Iterator[bytes]:
             yield data
     except EOFError as exc:
         raise TruncatedExportError(f"the export file is truncated ({exc})") from None
-    except OSError as exc:
+    except _CORRUPT as exc:
         raise TruncatedExportError(f"the export file is corrupt ({exc})") from None
     finally:
         for layer in reversed(layers):
