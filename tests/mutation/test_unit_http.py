@@ -1,0 +1,256 @@
+"""sources/http.py, exactly: Retry-After (both forms, the cap), the backoff, the statuses, the
+messages, the redaction of signed URLs. In-process, no server: responses are built by hand."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+import typing as t
+
+import pytest
+import requests
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+
+from tap_fullstory.sources import http
+from tap_fullstory.sources.http import (
+    ExpiredURLError,
+    NotFoundError,
+    RejectedKeyError,
+    error_detail,
+    retry_after_seconds,
+)
+from tap_fullstory.tap import TapFullStory
+
+
+def response(status: int = 200, body: bytes = b"", ctype: str = "", url: str = "https://x/p",
+             **headers: str) -> requests.Response:
+    r = requests.Response()
+    r.status_code, r._content, r.url, r.reason = status, body, url, "Reason Phrase"
+    r._content_consumed = True
+    if ctype:
+        r.headers["Content-Type"] = ctype
+    for k, v in headers.items():
+        r.headers[k.replace("_", "-")] = v
+    return r
+
+
+@pytest.fixture(scope="module")
+def stream() -> t.Any:
+    return TapFullStory(config={"api_key": "k", "request_timeout": 12.5},
+                        parse_env_config=False).streams["events"]
+
+
+# ----------------------------------------------------------------------------- Retry-After
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("7", 7.0), (" 2.5 ", 2.5), ("0", 0.0), ("-3", 0.0), ("3600", 3600.0), ("3601", 3600.0),
+    ("86400", 3600.0),
+])
+def test_retry_after_delta_seconds(value, seconds) -> None:
+    assert retry_after_seconds(response(429, Retry_After=value)) == seconds
+
+
+def test_retry_after_http_date(monkeypatch) -> None:
+    monkeypatch.setattr(http.time, "time", lambda: 1_700_000_000.0)
+    in_90 = email.utils.formatdate(1_700_000_090, usegmt=True)
+    in_2h = email.utils.formatdate(1_700_007_200, usegmt=True)
+    past = email.utils.formatdate(1_699_999_000, usegmt=True)
+    assert retry_after_seconds(response(503, Retry_After=in_90)) == 90.0
+    assert retry_after_seconds(response(503, Retry_After=in_2h)) == 3600.0
+    assert retry_after_seconds(response(503, Retry_After=past)) == 0.0
+
+
+def test_no_retry_after() -> None:
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds(response(429)) is None
+    assert retry_after_seconds(response(429, Retry_After="")) is None
+
+
+# ----------------------------------------------------------------------------- backoff
+
+
+def test_waits(stream, monkeypatch) -> None:
+    monkeypatch.setattr(http.random, "random", lambda: 0.5)
+    waits = stream.backoff_wait_generator()
+    assert next(waits) == 0.0
+    plain = RetriableAPIError("x", response(503))
+    got = [waits.send(plain) for _ in range(9)]
+    assert got == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert waits.send(RetriableAPIError("x", response(429, Retry_After="9"))) == 9
+    assert waits.send(RetriableAPIError("x", None)) == 60  # attempt 11: capped
+
+
+@pytest.mark.parametrize(("draw", "factor"), [(0.0, 0.75), (0.999, 1.2495)])
+def test_jitter(stream, monkeypatch, draw, factor) -> None:
+    monkeypatch.setattr(http.random, "random", lambda: draw)
+    waits = stream.backoff_wait_generator()
+    next(waits)
+    assert [waits.send(ValueError()) for _ in range(3)] == pytest.approx(
+        [1 * factor, 2 * factor, 4 * factor])
+
+
+def test_tries_and_the_retry_decorator(stream, monkeypatch, caplog) -> None:
+    import backoff._sync
+    import types
+
+    slept: list[float] = []
+    monkeypatch.setattr(backoff._sync, "time", types.SimpleNamespace(sleep=slept.append))
+    calls: list[int] = []
+
+    def always_503() -> None:
+        calls.append(1)
+        raise RetriableAPIError("FullStory answered 503", response(503, Retry_After="4"))
+
+    with caplog.at_level(logging.WARNING), pytest.raises(RetriableAPIError):
+        stream.request_decorator(always_503)()
+    assert len(calls) == stream.backoff_max_tries() == http.MAX_TRIES == 8
+    assert slept == [4.0] * 7
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Retrying")]
+    assert lines[0] == "Retrying in 4.0 s (attempt 1 of 8): FullStory answered 503"
+    assert lines[-1] == "Retrying in 4.0 s (attempt 7 of 8): FullStory answered 503"
+
+    def fatal() -> None:
+        calls.append(2)
+        raise FatalAPIError("no")
+
+    with pytest.raises(FatalAPIError):
+        stream.request_decorator(fatal)()
+    assert calls.count(2) == 1
+
+
+def test_constants() -> None:
+    assert (http.MAX_TRIES, http.BACKOFF_BASE, http.BACKOFF_CAP, http.RETRY_AFTER_CAP) == (
+        8, 1.0, 60.0, 3600.0)
+
+
+# ----------------------------------------------------------------------------- statuses
+
+
+@pytest.mark.parametrize(("status", "kind", "text"), [
+    (429, RetriableAPIError, "FullStory answered 429 for /where: slow down"),
+    (500, RetriableAPIError, "FullStory answered 500 for /where: slow down"),
+    (503, RetriableAPIError, "FullStory answered 503 for /where: slow down"),
+    (401, RejectedKeyError, "FullStory rejected the API key (HTTP 401 for /where): check api_key "
+                            "(the segment export needs an Admin key)"),
+    (403, RejectedKeyError, "FullStory rejected the API key (HTTP 403 for /where): check api_key "
+                            "(the segment export needs an Admin key)"),
+    (404, NotFoundError, "FullStory answered 404 for /where: check api_url (EU accounts use "
+                         "https://api.eu1.fullstory.com; bundles use https://export.fullstory.com) "
+                         "and that the account has the data export entitlement"),
+    (400, FatalAPIError, "FullStory answered 400 for /where: slow down"),
+    (499, FatalAPIError, "FullStory answered 499 for /where: slow down"),
+])
+def test_statuses(stream, status, kind, text) -> None:
+    with pytest.raises(kind) as caught:
+        stream._validate(response(status, b'{"message": "slow  down"}', "application/json"),
+                         "/where")
+    assert type(caught.value) is kind and str(caught.value) == text
+
+
+@pytest.mark.parametrize("status", [200, 204, 206, 301, 399])
+def test_statuses_that_pass(stream, status) -> None:
+    stream._validate(response(status), "/where")
+
+
+def test_validate_response_names_the_path(stream) -> None:
+    with pytest.raises(RetriableAPIError, match=r"^FullStory answered 502 for /segments/v1/exports: "):
+        stream.validate_response(response(502, url="https://api.x/segments/v1/exports?q=1"))
+
+
+def test_a_quoted_body_is_scrubbed(stream) -> None:
+    with pytest.raises(RetriableAPIError) as caught:
+        stream._validate(response(500, b"token /sig/abc?X-Sig=zz expired", "text/plain"),
+                         "the signed download URL", ["/sig/abc", "X-Sig=zz"])
+    assert str(caught.value) == ("FullStory answered 500 for the signed download URL: token "
+                                 "<redacted>?<redacted> expired")
+
+
+@pytest.mark.parametrize(("body", "ctype", "detail"), [
+    (b'{"message": "a\\n b", "error": "e"}', "application/json", "a b"),
+    (b'{"error": "e", "code": "c"}', "application/json; charset=utf-8", "e"),
+    (b'{"code": "c"}', "application/json", "c"),
+    (b'{"other": 1}', "application/json", ""),
+    (b'[1]', "application/json", ""),
+    (b"{nope", "application/json", ""),
+    (b"  plain\n\ttext  ", "text/plain; charset=utf-8", "plain text"),
+    (b"<html>x</html>", "text/html", ""),
+    (b"x" * 400, "text/plain", "x" * 300),
+    (b"body", "", ""),
+])
+def test_error_detail(body, ctype, detail) -> None:
+    assert error_detail(response(500, body, ctype)) == detail
+
+
+def test_reason_when_the_body_says_nothing(stream) -> None:
+    with pytest.raises(RetriableAPIError, match=r"for /w: Reason Phrase$"):
+        stream._validate(response(503, b"<html/>", "text/html"), "/w")
+
+
+# ----------------------------------------------------------------------------- the stream
+
+
+def test_stream_settings(stream) -> None:
+    assert stream.timeout == 12.5
+    assert stream.http_headers == {"Accept": "application/json", "integration-source": "tap-fullstory"}
+    assert stream.authenticator.auth_headers == {"Authorization": "Basic k"}
+    assert stream.extra_retry_statuses == [429]
+    assert stream.requests_session is stream.requests_session
+
+
+def test_a_session_per_thread(stream) -> None:
+    import threading
+
+    sessions: list[t.Any] = []
+    worker = threading.Thread(target=lambda: sessions.append(stream.requests_session))
+    worker.start()
+    worker.join()
+    assert sessions[0] is not stream.requests_session
+
+
+def test_send_once_never_shows_a_signed_url(stream, monkeypatch) -> None:
+    prepared = requests.Request("GET", "https://dl.example/sig/abc?X-Sig=zz").prepare()
+
+    def refuse(*_a: t.Any, **_k: t.Any) -> t.Any:
+        raise requests.ConnectionError("failed https://dl.example/sig/abc?X-Sig=zz")
+
+    monkeypatch.setattr(stream.requests_session, "send", refuse)
+    with pytest.raises(RetriableAPIError) as caught:
+        stream._send_once(prepared, True, True)
+    assert str(caught.value) == "ConnectionError calling the signed download URL"
+    with pytest.raises(RetriableAPIError) as api:
+        stream._send_once(requests.Request("GET", "https://api.x/a/b?k=1").prepare(), False)
+    assert str(api.value) == "ConnectionError calling /a/b"
+
+    for status in (400, 401, 403, 404, 410):
+        monkeypatch.setattr(stream.requests_session, "send",
+                            lambda *_a, status=status, **_k: response(status))
+        with pytest.raises(ExpiredURLError) as expired:
+            stream._send_once(prepared, True, True)
+        assert str(expired.value) == (f"the signed download URL was refused (HTTP {status}); it "
+                                      "may have expired")
+    seen: dict[str, t.Any] = {}
+
+    def ok(request: t.Any, **kwargs: t.Any) -> requests.Response:
+        seen.update(kwargs)
+        return response(200)
+
+    monkeypatch.setattr(stream.requests_session, "send", ok)
+    assert stream._send_once(prepared, True, True).status_code == 200
+    assert seen == {"timeout": 12.5, "stream": True}
+
+
+def test_urllib3_lines_are_redacted() -> None:
+    http.quiet_urllib3()
+    http.quiet_urllib3()  # twice: one filter
+    logger = logging.getLogger("urllib3.connectionpool")
+    assert logger.filters.count(http._REDACT) == 1
+    assert logging.getLogger("urllib3").level == logging.WARNING
+    http.remember_signed("https://dl.example/sig/path?X-Sig=secret&b=2")
+    record = logging.LogRecord("urllib3.connectionpool", logging.DEBUG, "f", 1,
+                               '"GET %s HTTP/1.1" 200', ("/sig/path?X-Sig=secret&b=2",), None)
+    assert http._REDACT.filter(record) is True
+    assert record.getMessage() == '"GET <redacted>?<redacted> HTTP/1.1" 200'
+    plain = logging.LogRecord("urllib3", logging.DEBUG, "f", 1, "nothing %s", ("here",), None)
+    assert http._REDACT.filter(plain) and plain.getMessage() == "nothing here" and plain.args
