@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import time
 import typing as t
 
 import pytest
@@ -92,8 +91,9 @@ def test_jitter(stream, monkeypatch, draw, factor) -> None:
 
 
 def test_tries_and_the_retry_decorator(stream, monkeypatch, caplog) -> None:
-    import backoff._sync
     import types
+
+    import backoff._sync
 
     slept: list[float] = []
     monkeypatch.setattr(backoff._sync, "time", types.SimpleNamespace(sleep=slept.append))

@@ -83,7 +83,7 @@ def test_chunk_records() -> None:
     assert [r["EventType"] for r in records] == ["click", "load"]
     with pytest.raises(OutOfOrderError):
         list(maker().chunk_records(R1, "2024-01-01T00:00:05.000Z"))
-    with pytest.raises(ValueError, match="^not a JSON object$"):
+    with pytest.raises(ValueError, match=r"^not a JSON object$"):
         list(maker().chunk_records(R1 + b"\n[1]", None))
     with pytest.raises(ValueError):
         list(maker().chunk_records(b"{nope", None))
