@@ -48,3 +48,4 @@ include ci/snowflake.mk
 include ci/backfill.mk
 include ci/e2e.mk
 include mk/require.mk
+include mk/mutate.mk

@@ -194,3 +194,46 @@ def test_truncated_and_corrupt_bodies(tmp_path) -> None:
         list(body_blocks(corrupt))
     with pytest.raises(TruncatedExportError, match=r"^the export file is (corrupt|truncated) \("):
         list(iter_rows(corrupt))
+
+
+@pytest.mark.parametrize(("body", "rows", "bad"), [
+    (b"[" + A + b" , 7]", [1], [(2, b"7", "not a JSON object")]),
+    (b"[" + A + b",]", [1], [(2, b"", "not valid JSON (Expecting value)")]),
+    (b"[" + A + b"," + C + b" x]", [1], [(2, C + b" x", "not valid JSON (text after the row)")]),
+    (b"[" + A + b',{"n":2,' + C + b"]", [1],
+     [(2, b'{"n":2,' + C, "not valid JSON (Expecting property name enclosed in double quotes)")]),
+    (b"[" + A + b',{"n":2,"s":"\xff"} x,' + C + b"]", [1],
+     [(2, b'{"n":2,"s":"\xff"} x,' + C, "not valid UTF-8 (byte 0xff at offset 12)")]),
+    (b'[{"n":5,"s":"\xff"} , 7]', [],
+     [(1, b'{"n":5,"s":"\xff"} , 7', "not valid UTF-8 (byte 0xff at offset 12)")]),
+    (b'[\n{"n":1} ,\n\t{"n":2} \r\n]', [1, 2], []),
+])
+def test_array_pieces_decoded_one_by_one(tmp_path, body, rows, bad) -> None:
+    """The rows of a piece that did not parse as a whole (`_strict`): numbers, exact bytes (also
+    invalid UTF-8), causes."""
+    assert decoded(write(tmp_path, body)) == (rows, bad)
+
+
+def test_array_leading_blanks_longer_than_a_read(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(decode, "CHUNK", 4)
+    body = b" \n\t " * 5 + b"[   {nope}," + A + b"," + C + b"]"
+    assert decoded(write(tmp_path, body)) == (
+        [1, 3], [(1, b"{nope}", "not valid JSON (Expecting property name enclosed in double quotes)")])
+
+
+def test_array_rows_after_a_bad_element_in_the_same_read(tmp_path) -> None:
+    d = b'{"EventStart":"2024-01-01T00:00:04.000Z","n":4}'
+    rows, bad = decoded(write(tmp_path, b"[" + A + b",{nope}," + C + b"," + d + b"," + A + b"]"))
+    assert rows == [1, 3, 4, 1] and [n for n, _, _ in bad] == [2]
+
+
+def test_at_most_two_gzip_layers(tmp_path) -> None:
+    """Transport encoding and a .gz file: a third layer is the body's own content."""
+    once = gzip.compress(A + b"\n")
+    path = write(tmp_path, gzip.compress(gzip.compress(once)))
+    assert b"".join(body_blocks(path)) == once
+    assert not is_json_array(path)
+
+
+def test_is_json_array_when_the_body_breaks_after_its_start(tmp_path) -> None:
+    assert not is_json_array(write(tmp_path, gzip.compress(b"[ ")[:-8]))

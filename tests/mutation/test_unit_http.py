@@ -254,3 +254,14 @@ def test_urllib3_lines_are_redacted() -> None:
     assert record.getMessage() == '"GET <redacted>?<redacted> HTTP/1.1" 200'
     plain = logging.LogRecord("urllib3", logging.DEBUG, "f", 1, "nothing %s", ("here",), None)
     assert http._REDACT.filter(plain) and plain.getMessage() == "nothing here" and plain.args
+
+
+def test_the_longest_signed_part_is_redacted_first() -> None:
+    """A signed part inside a longer one (here a query inside another query) must not leave the
+    rest of the longer one visible."""
+    http.remember_signed("https://h/p1?a=1&q=9")
+    http.remember_signed("https://h/p2?q=9")
+    record = logging.LogRecord("urllib3.connectionpool", logging.DEBUG, "f", 1,
+                               "GET /p1?a=1&q=9", None, None)
+    http._REDACT.filter(record)
+    assert record.getMessage() == "GET <redacted>?<redacted>"

@@ -89,3 +89,11 @@ def test_chunk_records() -> None:
         list(maker().chunk_records(b"{nope", None))
     again = list(maker().chunk_records(R1 + b"\n" + R1, "2024-01-01T00:00:01.000Z"))
     assert again[0]["EventId"] != again[1]["EventId"]
+
+
+def test_a_nul_in_a_column_only_and_rows_with_blanks() -> None:
+    told: list[int] = []
+    row = b'{"EventStart":"2024-01-01T00:00:05.000Z","EventTargetText":"x\\u0000 y z","user_a_str":"b c"}'
+    (record,) = maker(on_nul=told.append).chunk_records(row + b"\n", None)
+    assert record["EventTargetText"] == "x y z" and record["CustomVars"] == {"user_a_str": "b c"}
+    assert told == [1]
