@@ -56,9 +56,10 @@ def test_ndjson_bad_rows_have_their_line_numbers_bytes_and_causes(tmp_path) -> N
     assert bad == [
         (3, b"[1,2]", "not a JSON object"),
         (4, b'{"n":\xff}', "not valid UTF-8 (byte 0xff at offset 5)"),
-        (5, b"{nope", bad[2][2]),
+        # orjson's message, with where in the row it stopped
+        (5, b"{nope", "not valid JSON (unexpected character, expected a string key: line 1 "
+                      "column 2 (char 1))"),
     ]
-    assert bad[2][2].startswith("not valid JSON (") and bad[2][2].endswith(")")
 
 
 def test_a_bad_row_fails_by_default_naming_its_row(tmp_path) -> None:
@@ -207,6 +208,7 @@ def test_truncated_and_corrupt_bodies(tmp_path) -> None:
     (b'[{"n":5,"s":"\xff"} , 7]', [],
      [(1, b'{"n":5,"s":"\xff"} , 7', "not valid UTF-8 (byte 0xff at offset 12)")]),
     (b'[\n{"n":1} ,\n\t{"n":2} \r\n]', [1, 2], []),
+    (b"[" + A + b", X]", [1], [(2, b"X", "not valid JSON (Expecting value)")]),
 ])
 def test_array_pieces_decoded_one_by_one(tmp_path, body, rows, bad) -> None:
     """The rows of a piece that did not parse as a whole (`_strict`): numbers, exact bytes (also

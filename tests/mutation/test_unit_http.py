@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import time
 import typing as t
 
 import pytest
@@ -265,3 +266,153 @@ def test_the_longest_signed_part_is_redacted_first() -> None:
                                "GET /p1?a=1&q=9", None, None)
     http._REDACT.filter(record)
     assert record.getMessage() == "GET <redacted>?<redacted>"
+
+
+@pytest.mark.parametrize("value", ["soon", "Wed, 99 Foo 2024", "1h"])
+def test_a_retry_after_in_neither_form_is_ignored(value) -> None:
+    assert retry_after_seconds(response(429, Retry_After=value)) is None
+
+
+class Sent:
+    """Stands in for the session's send: records each request and answers `answer`."""
+
+    def __init__(self, answer: requests.Response) -> None:
+        self.answer, self.requests, self.kwargs = answer, [], []
+
+    def __call__(self, prepared: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
+        self.requests.append(prepared)
+        self.kwargs.append(kwargs)
+        return self.answer
+
+
+def test_api_call(stream, monkeypatch) -> None:
+    sent = Sent(response(200, b'{"operationId": "op"}', "application/json"))
+    monkeypatch.setattr(stream.requests_session, "send", sent)
+    assert stream.api("POST", "/segments/v1/exports", json={"a": 1}, params={"p": "q r"}) == {
+        "operationId": "op"}
+    (request,), (kwargs,) = sent.requests, sent.kwargs
+    assert request.method == "POST"
+    assert request.url == "https://api.fullstory.com/segments/v1/exports?p=q+r"
+    assert request.body == b'{"a": 1}'
+    assert request.headers["Authorization"] == "Basic k"
+    assert request.headers["Accept"] == "application/json"
+    assert request.headers["integration-source"] == "tap-fullstory"
+    assert kwargs == {"timeout": 12.5, "stream": False}
+    sent.answer = response(200, b"<html/>", "text/html")
+    with pytest.raises(FatalAPIError) as caught:
+        stream.api("GET", "/operations/v1/x")
+    assert str(caught.value) == "FullStory answered non-JSON for /operations/v1/x"
+
+
+def test_additional_headers() -> None:
+    s = TapFullStory(config={"api_key": "k", "additional_headers": {"X-Team": "data"}},
+                     parse_env_config=False).streams["events"]
+    assert s.http_headers == {"Accept": "application/json", "integration-source": "tap-fullstory",
+                              "X-Team": "data"}
+
+
+@pytest.mark.parametrize("offset", [0, 1234])
+def test_open_a_signed_download(stream, monkeypatch, offset) -> None:
+    sent = Sent(response(206 if offset else 200))
+    monkeypatch.setattr(stream.requests_session, "send", sent)
+    url = f"https://dl.example/sig/d{offset}?X-Sig=s{offset}"
+    assert stream.open_download(url, authenticated=False, offset=offset) is sent.answer
+    (request,), (kwargs,) = sent.requests, sent.kwargs
+    assert request.method == "GET" and request.url == url
+    assert "Authorization" not in request.headers
+    assert request.headers["Accept-Encoding"] == "gzip"
+    assert request.headers.get("Range") == (f"bytes={offset}-" if offset else None)
+    assert kwargs == {"timeout": 12.5, "stream": True}
+    assert {f"/sig/d{offset}", f"X-Sig=s{offset}"} <= http._SIGNED_PARTS
+
+
+def test_open_an_authenticated_download(stream, monkeypatch) -> None:
+    sent = Sent(response(200))
+    monkeypatch.setattr(stream.requests_session, "send", sent)
+    url = "https://export.example/api/v1/export/get?id=77"
+    stream.open_download(url, authenticated=True, offset=5)
+    (request,) = sent.requests
+    assert request.headers["Authorization"] == "Basic k"
+    assert request.headers["Accept"] == "*/*"  # the session's own: a download is not JSON
+    assert request.headers["integration-source"] == "tap-fullstory"
+    assert request.headers["Range"] == "bytes=5-" and request.headers["Accept-Encoding"] == "gzip"
+    assert "id=77" not in http._SIGNED_PARTS
+    sent.answer = response(404, url=url)
+    with pytest.raises(NotFoundError):  # authenticated: a 404 is the API's, not an expiry
+        stream.open_download(url, authenticated=True)
+
+
+def test_signed_errors_are_scrubbed_and_named(stream, monkeypatch) -> None:
+    url = "https://dl.example/a?q"
+    monkeypatch.setattr(stream.requests_session, "send", Sent(response(
+        500, b"failed /a and q and /a?q", "text/plain", url=url)))
+    prepared = requests.Request("GET", url).prepare()
+    with pytest.raises(RetriableAPIError) as caught:
+        stream._send_once(prepared, True, True)
+    # "/a" (2 characters) is a secret; a one-character query is too short to be one
+    assert str(caught.value) == ("FullStory answered 500 for the signed download URL: failed "
+                                 "<redacted> and q and <redacted>?q")
+    with pytest.raises(RetriableAPIError) as api:
+        stream._send_once(prepared, False)
+    assert str(api.value) == "FullStory answered 500 for /a: failed /a and q and /a?q"
+    root = "https://dl.example/?q"
+    monkeypatch.setattr(stream.requests_session, "send", Sent(response(
+        500, b"a/b", "text/plain", url=root)))
+    with pytest.raises(RetriableAPIError, match=r": a/b$"):  # "/" alone is no secret
+        stream._send_once(requests.Request("GET", root).prepare(), True, True)
+
+
+def test_remember_signed() -> None:
+    http.remember_signed("https://h.example/s1gned/path?sig=abc&x=1")
+    http.remember_signed("https://h.example/?q")
+    http.remember_signed("https://h.example/zz")
+    assert {"/s1gned/path", "sig=abc&x=1", "/zz"} <= http._SIGNED_PARTS
+    assert "/" not in http._SIGNED_PARTS and "q" not in http._SIGNED_PARTS
+
+
+def test_the_retry_log_line_with_no_wait(stream, monkeypatch, caplog) -> None:
+    import types
+
+    import backoff._sync
+
+    monkeypatch.setattr(backoff._sync, "time", types.SimpleNamespace(sleep=lambda _s: None))
+    tries = iter([RetriableAPIError("once", response(429, Retry_After="0"))])
+
+    def flaky() -> str:
+        for exc in tries:
+            raise exc
+        return "done"
+
+    with caplog.at_level(logging.DEBUG):
+        assert stream.request_decorator(flaky)() == "done"
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "Retrying in 0.0 s (attempt 1 of 8): once"]
+    assert not [r for r in caplog.records if r.name.startswith("backoff")]  # no second logger
+
+
+def test_fmt_whatever_the_local_zone(monkeypatch) -> None:
+    import datetime as dt
+
+    from tap_fullstory.windows import fmt
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert fmt(dt.datetime(2024, 1, 1, 1, tzinfo=dt.timezone.utc)) == "2024-01-01T01:00:00Z"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_is_json_array_when_peeking_fails(monkeypatch) -> None:
+    from tap_fullstory.sources import decode
+
+    class Broken:
+        def peek(self, _n: int) -> bytes:
+            raise EOFError("cut")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(decode, "open_body", lambda _path: Broken())
+    assert decode.is_json_array("x") is False
