@@ -48,18 +48,24 @@ def assert_no_secret(emu: t.Any, text: str) -> None:
 # ----------------------------------------------------------------------------- object storage
 
 
+def into_storage(emu: t.Any, row: int, root: str, service: dict[str, t.Any],
+                 encoding: dict[str, str]) -> tuple[t.Any, TapRun]:
+    """A BATCH run whose export has an undecodable row at `row`, into the stand-in's `root`."""
+    emu.add_fault("download", "raw_row", times=10, row=row, raw=INVALID)
+    return emu, ok(run_tap(config(emu, batch_config={
+        "encoding": encoding,
+        "storage": {"root": root, "prefix": "fs-", "params": service["storage_options"]}}),
+        env=service["env"]))
+
+
 @pytest.mark.services
 def test_quarantine_under_an_s3_root(make_emulator, s3) -> None:
     import s3fs
 
-    emu = make_emulator(api_key=KEY, start=START, days=0.25, events_per_hour=200, seed=31)
-    emu.add_fault("download", "raw_row", times=10, row=3, raw=INVALID)
     bucket = s3["create_bucket"]("fs-quarantine")
     root = f"s3://{bucket}/q"
-    run = ok(run_tap(config(emu, batch_config={
-        "encoding": {"format": "parquet"},
-        "storage": {"root": root, "prefix": "fs-", "params": s3["storage_options"]}}),
-        env=s3["env"]))
+    emu, run = into_storage(make_emulator(api_key=KEY, start=START, days=0.25, events_per_hour=200,
+                                          seed=31), 3, root, s3, {"format": "parquet"})
     fs = s3fs.S3FileSystem(**s3["storage_options"])
     names = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{bucket}/q"))
     assert f"fs-{NAME}" in names and sum(n.endswith(".parquet") for n in names) == 1
@@ -72,14 +78,11 @@ def test_quarantine_under_an_s3_root(make_emulator, s3) -> None:
 
 @pytest.mark.services
 def test_quarantine_under_a_gcs_root(make_emulator, gcs) -> None:
-    emu = make_emulator(api_key=KEY, start=START, days=0.25, events_per_hour=200, seed=32)
-    emu.add_fault("download", "raw_row", times=10, row=5, raw=INVALID)
     bucket = gcs["create_bucket"]("fs-quarantine")
     root = f"gs://{bucket}/q"
-    run = ok(run_tap(config(emu, batch_config={
-        "encoding": {"format": "jsonl", "compression": "gzip"},
-        "storage": {"root": root, "prefix": "fs-", "params": gcs["storage_options"]}}),
-        env=gcs["env"]))
+    emu, run = into_storage(make_emulator(api_key=KEY, start=START, days=0.25, events_per_hour=200,
+                                          seed=32), 5, root, gcs,
+                            {"format": "jsonl", "compression": "gzip"})
     stored = Path(gcs["root"]) / bucket / "q" / f"fs-{NAME}"
     (entry,) = entries(stored.read_text())
     assert entry["row"] == 5 and base64.b64decode(entry["raw_base64"]) == INVALID
