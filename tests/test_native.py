@@ -1,4 +1,4 @@
-"""The C scanner (`tap_fullstory._columns` via `native`) against the per-record path.
+"""The C scanner (`tap_fullstory._columns` via `scanner`) against the per-record path.
 
 The per-record path (`RecordMaker`: orjson, Splitter, EventKeyer; the day writer's `add`; ChunkEncoder for
 RECORD lines) is the reference: on any input, what the scanner writes must equal it bit for bit,
@@ -16,8 +16,9 @@ import typing as t
 import orjson
 import pytest
 
-from tap_fullstory import native
+from tap_fullstory import scanner
 from tap_fullstory.testing.fixtures import needs_c_scanner
+from tap_fullstory.writers import record_lines
 from tests.fuzz.harness import Harness
 from tests.fuzz.paths import MODES, Paths, record_encoder
 from tests.test_batches import _bits, _day_file
@@ -136,7 +137,7 @@ def test_scanner_writes_what_the_per_record_path_writes(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_day_file_with_the_scanner_equals_the_reference(tmp_path, seed) -> None:
-    """The same through `native_columns.write_parquet`: C's chunks and the reference's mixed in
+    """The same through `columnar.write_columns`: C's chunks and the reference's mixed in
     one day file."""
     lines = _lines(seed)
     fast, run = _day_file(tmp_path, lines, fast=True, chunk_bytes=3_000)
@@ -196,7 +197,7 @@ def test_scanner_event_ids_across_blake2b_block_sizes() -> None:
     assert scanned == paths.reference(chunk)
 
 
-# --- RECORD mode: native.write_records against the Python encoder -----------------------------
+# --- RECORD mode: record_lines.write_records against the Python encoder -----------------------------
 
 def _encoder(drop: t.Sequence[str] = (), use_keys: bool = True) -> t.Any:
     return record_encoder(mobile=False, use_keys=use_keys, drop=tuple(drop))
@@ -206,7 +207,7 @@ def _write_records(tmp_path, capfd, body: bytes, *, by_c: int = 10,
                    **kwargs: t.Any) -> tuple[int, bool, bytes]:
     path = tmp_path / "export.ndjson.gz"
     path.write_bytes(body)
-    run = native.write_records(str(path), _encoder(**kwargs))
+    run = record_lines.write_records(str(path), _encoder(**kwargs))
     # C wrote at least `by_c` chunks itself: a scanner that refused every chunk would pass the
     # comparisons (the reference writing everything) and prove nothing about C.
     assert run.chunks - sum(run.fallbacks.values()) >= by_c, run.summary()
@@ -215,7 +216,7 @@ def _write_records(tmp_path, capfd, body: bytes, *, by_c: int = 10,
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(native, "CHUNK_BYTES", 3_000)  # many chunks: C and Python ones mixed
+    monkeypatch.setattr(scanner, "CHUNK_BYTES", 3_000)  # many chunks: C and Python ones mixed
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -311,8 +312,8 @@ def _nul_lines(seed: int) -> list[str]:
 
 
 def _nul_encoder(strip: bool) -> t.Any:
-    from tap_fullstory.output import ChunkEncoder
     from tap_fullstory.records import RecordMaker
+    from tap_fullstory.writers.record_lines import ChunkEncoder
     from tests.fuzz.paths import WINDOW
 
     maker = RecordMaker(mobile=False, use_keys=True, export_start=WINDOW[0],
@@ -332,7 +333,7 @@ def test_record_lines_with_nul_equal_the_reference(tmp_path, capfd, small_chunks
     expected, n = _nul_encoder(strip).encode(text, None)
     path = tmp_path / "export.ndjson.gz"
     path.write_bytes(gzip.compress(text))
-    run = native.write_records(str(path), _nul_encoder(strip))
+    run = record_lines.write_records(str(path), _nul_encoder(strip))
     out = capfd.readouterr().out.encode()
     assert (run.written, run.complete, n) == (400, True, 400)
     assert out == expected

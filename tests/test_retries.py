@@ -20,8 +20,8 @@ import backoff._sync
 import pytest
 
 from tap_fullstory.sources import download, http
-from tap_fullstory.streams import REDOWNLOADS
 from tap_fullstory.tap import TapFullStory
+from tap_fullstory.window_records import REDOWNLOADS
 
 START, END = "2024-01-01T00:00:00Z", "2024-01-01T06:00:00Z"  # one 6 h window
 

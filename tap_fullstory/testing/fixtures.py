@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tap_fullstory import native
+from tap_fullstory import scanner
 
 from .emulator import Emulator
 
@@ -21,7 +21,7 @@ API_KEY = "test-key"
 MISSING = "missing prerequisite: "
 #: For tests of the C scanner (`tap_fullstory._columns`).
 needs_c_scanner = pytest.mark.skipif(
-    not native.AVAILABLE, reason=MISSING + "the C scanner is not built: install a C compiler "
+    not scanner.AVAILABLE, reason=MISSING + "the C scanner is not built: install a C compiler "
     "(apt-get install gcc python3-dev) and rebuild the package (make venv, or pip install -e .)")
 
 

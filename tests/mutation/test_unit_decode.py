@@ -12,10 +12,10 @@ import pytest
 from tap_fullstory.sources import decode
 from tap_fullstory.sources.decode import (
     MalformedExportError,
+    NotNDJSONError,
     TruncatedExportError,
     body_blocks,
     fail_on_bad_row,
-    is_json_array,
     iter_rows,
 )
 
@@ -105,7 +105,8 @@ def test_what_is_still_an_export(tmp_path, body) -> None:
 @pytest.mark.parametrize("layers", [0, 1])
 def test_array_rows(tmp_path, layers) -> None:
     path = write(tmp_path, b" \n[ " + A + b" , " + B + b",\n" + C + b" ]\n", layers)
-    assert is_json_array(path)
+    with pytest.raises(NotNDJSONError):  # the chunked readers take NDJSON only
+        next(body_blocks(path))
     assert decoded(path) == ([1, 2, 3], [])
     assert decoded(path, skip=1) == ([2, 3], [])
 
@@ -168,11 +169,10 @@ def test_not_an_array_after_all(tmp_path) -> None:
 # ----------------------------------------------------------------------------- gzip, blocks
 
 
-def test_is_json_array(tmp_path) -> None:
-    assert not is_json_array(write(tmp_path, A + b"\n", 2))
-    assert is_json_array(write(tmp_path, b"   [" + A + b"]", 2))
-    assert not is_json_array(write(tmp_path, gzip.compress(b"[" + A * 100 + b"]")[:9]))
-    assert not is_json_array(str(tmp_path / "missing"))
+def test_body_blocks_refuse_an_array(tmp_path) -> None:
+    assert b"".join(body_blocks(write(tmp_path, A + b"\n", 2))) == A + b"\n"
+    with pytest.raises(NotNDJSONError, match=r"^the export is one JSON array$"):
+        list(body_blocks(write(tmp_path, b" \n  [" + A + b"]", 2)))
 
 
 @pytest.mark.parametrize("layers", [0, 1, 2])
@@ -234,8 +234,3 @@ def test_at_most_two_gzip_layers(tmp_path) -> None:
     once = gzip.compress(A + b"\n")
     path = write(tmp_path, gzip.compress(gzip.compress(once)))
     assert b"".join(body_blocks(path)) == once
-    assert not is_json_array(path)
-
-
-def test_is_json_array_when_the_body_breaks_after_its_start(tmp_path) -> None:
-    assert not is_json_array(write(tmp_path, gzip.compress(b"[ ")[:-8]))

@@ -402,17 +402,3 @@ def test_fmt_whatever_the_local_zone(monkeypatch) -> None:
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
-
-
-def test_is_json_array_when_peeking_fails(monkeypatch) -> None:
-    from tap_fullstory.sources import decode
-
-    class Broken:
-        def peek(self, _n: int) -> bytes:
-            raise EOFError("cut")
-
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(decode, "open_body", lambda _path: Broken())
-    assert decode.is_json_array("x") is False

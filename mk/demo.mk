@@ -1,6 +1,6 @@
 # `make demo` (included by the top-level Makefile): offline, on a fresh clone.
 #   1. the tap venv (.venv, target `venv`) and .venv-meltano (meltano==4.4.1, the `.venv-meltano/.installed` rule of
-#      ci/services.mk) -- not the heavy service venvs;
+#      mk/services.mk) -- not the heavy service venvs;
 #   2. `meltano install` of only what the demo needs: the extractor and target-duckdb (Meltano's own plugin venvs
 #      under .meltano/, from the package registry; no Meltano Hub: plugins/loaders/*.lock);
 #   3. scripts/demo.py: starts the emulator, runs `meltano run tap-fullstory target-duckdb` (environment dev),
