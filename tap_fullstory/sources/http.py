@@ -238,7 +238,7 @@ class FullStoryHTTPStream(RESTStream):
             raise FatalAPIError(f"FullStory answered non-JSON for {path}") from None
 
     def open_download(
-        self, url: str, *, authenticated: bool, offset: int = 0, what: str = "download"
+        self, url: str, *, authenticated: bool, offset: int = 0
     ) -> requests.Response:
         """Open a streaming GET. Signed URLs are fetched without our Authorization header.
 

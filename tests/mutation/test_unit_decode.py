@@ -234,3 +234,13 @@ def test_at_most_two_gzip_layers(tmp_path) -> None:
     once = gzip.compress(A + b"\n")
     path = write(tmp_path, gzip.compress(gzip.compress(once)))
     assert b"".join(body_blocks(path)) == once
+
+
+def test_a_third_gzip_layer_is_not_unwrapped(tmp_path) -> None:
+    with pytest.raises(MalformedExportError, match="neither NDJSON nor a JSON array"):
+        decoded(write(tmp_path, A + b"\n", 3))
+
+
+def test_gzip_rows_longer_than_the_buffer(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(decode, "CHUNK", 16)
+    assert decoded(write(tmp_path, A + b"\n" + B + b"\n" + C + b"\n", 2)) == ([1, 2, 3], [])

@@ -35,6 +35,17 @@ def response(status: int = 200, body: bytes = b"", ctype: str = "", url: str = "
     return r
 
 
+@pytest.fixture(autouse=True)
+def fresh_globals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signed parts seen and urllib3's loggers are process-wide: each test starts afresh (a
+    test must not pass on what an earlier one registered)."""
+    monkeypatch.setattr(http, "_SIGNED_PARTS", set())
+    for name in http._URLLIB3_LOGGERS:
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "filters", [])
+        monkeypatch.setattr(logger, "level", logging.NOTSET)
+
+
 @pytest.fixture(scope="module")
 def stream() -> t.Any:
     return TapFullStory(config={"api_key": "k", "request_timeout": 12.5},
@@ -245,6 +256,9 @@ def test_send_once_never_shows_a_signed_url(stream, monkeypatch) -> None:
 def test_urllib3_lines_are_redacted() -> None:
     http.quiet_urllib3()
     http.quiet_urllib3()  # twice: one filter
+    for name in http._URLLIB3_LOGGERS:
+        assert logging.getLogger(name).filters == [http._REDACT], name
+    assert logging.getLogger("urllib3.connectionpool").level == logging.NOTSET
     logger = logging.getLogger("urllib3.connectionpool")
     assert logger.filters.count(http._REDACT) == 1
     assert logging.getLogger("urllib3").level == logging.WARNING
@@ -340,6 +354,7 @@ def test_open_an_authenticated_download(stream, monkeypatch) -> None:
     sent.answer = response(404, url=url)
     with pytest.raises(NotFoundError):  # authenticated: a 404 is the API's, not an expiry
         stream.open_download(url, authenticated=True)
+    assert "Range" not in sent.requests[-1].headers  # no offset: the whole body
 
 
 def test_signed_errors_are_scrubbed_and_named(stream, monkeypatch) -> None:
@@ -402,3 +417,30 @@ def test_fmt_whatever_the_local_zone(monkeypatch) -> None:
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_a_retriable_error_carries_its_response(stream) -> None:
+    answer = response(429, Retry_After="3")
+    with pytest.raises(RetriableAPIError) as caught:
+        stream._validate(answer, "/w")
+    assert caught.value.response is answer  # the wait generator reads Retry-After from it
+
+
+def test_the_sdks_generic_error_line_is_dropped_for_api_errors(stream, caplog) -> None:
+    generic = "An unhandled error occurred while syncing '%s'"
+    with caplog.at_level(logging.INFO, logger=stream.logger.name):
+        try:
+            raise FatalAPIError("no")
+        except FatalAPIError:
+            stream.log(generic, "events", level=logging.ERROR)
+            stream.log(generic, "events", level=logging.CRITICAL)
+            stream.log("An unhandled error occurred, said at %s", "WARNING", level=logging.WARNING)
+            stream.log("Another %s", "error", level=logging.ERROR, stacklevel=1)
+        try:
+            raise KeyError("k")
+        except KeyError:
+            stream.log(generic, "events", level=logging.ERROR)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "An unhandled error occurred, said at WARNING"),
+        (logging.ERROR, "Another error"),
+        (logging.ERROR, "An unhandled error occurred while syncing 'events'")]

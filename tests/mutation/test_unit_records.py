@@ -97,3 +97,14 @@ def test_a_nul_in_a_column_only_and_rows_with_blanks() -> None:
     (record,) = maker(on_nul=told.append).chunk_records(row + b"\n", None)
     assert record["EventTargetText"] == "x y z" and record["CustomVars"] == {"user_a_str": "b c"}
     assert told == [1]
+
+
+def test_mobile_fields_and_a_given_catalogue() -> None:
+    text = b'{"EventStart":"2024-01-01T00:00:05.000Z","AppName":"shop","Foo":1}'
+    (mobile,) = maker(mobile=True).records([RecordMaker.loads(text)])
+    (web,) = maker(mobile=False).records([RecordMaker.loads(text)])
+    assert mobile["AppName"] == "shop" and "AppName" not in mobile["CustomVars"]
+    assert "AppName" not in web and web["CustomVars"]["AppName"] == "shop"
+    own_fields = [("EventStart", "timestamp"), ("Foo", "integer")]
+    (own,) = maker(fields=own_fields).records([RecordMaker.loads(text)])
+    assert own["Foo"] == 1 and own["CustomVars"] == {"AppName": "shop"}

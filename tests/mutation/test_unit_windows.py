@@ -114,3 +114,18 @@ def test_export_limit() -> None:
     assert export_limit(now, 0 * H, None, H) == at("2024-01-03T10:00:00")
     assert export_limit(now, 24 * H, at("2024-01-02T03:00:00"), 6 * H) == at("2024-01-02T03:00:00")
     assert export_limit(now, 24 * H, at("2024-01-05T00:00:00"), 6 * H) == at("2024-01-02T06:00:00")
+
+
+def test_naive_and_offset_times_whatever_the_local_zone(monkeypatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        naive = parse_datetime("2024-01-31T10:00:00", "start_date")
+        assert naive.utcoffset() == dt.timedelta(0) and fmt(naive) == "2024-01-31T10:00:00Z"
+        shifted = parse_datetime("2024-01-31T12:00:00+02:00", "start_date")
+        assert shifted.tzinfo == UTC and shifted.hour == 10
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
