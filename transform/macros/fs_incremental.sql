@@ -10,7 +10,7 @@
   {%- if not (execute and is_incremental()) -%}{{ return(none) }}{%- endif -%}
   {%- set newest = run_query('select max(' ~ ts_column ~ ') from ' ~ this).columns[0].values()[0] -%}
   {%- if newest is none -%}{{ return(none) }}{%- endif -%}
-  {{ return(newest - modules.datetime.timedelta(hours=var('fullstory_lookback_hours') | int)) }}
+  {{ return(newest - modules.datetime.timedelta(hours=var('fullstory_lookback_hours') | float)) }}
 {%- endmacro %}
 
 {% macro fs_ts(value) -%}
@@ -26,7 +26,7 @@ select * from {{ relation }}
   {%- elif key is none -%}
 select * from {{ relation }} where {{ ts_column }} >= {{ fullstory.fs_ts(cutoff) }}
   {%- else -%}
-  {%- set since = cutoff - modules.datetime.timedelta(hours=var('fullstory_lookback_hours') | int) -%}
+  {%- set since = cutoff - modules.datetime.timedelta(hours=var('fullstory_lookback_hours') | float) -%}
 select * from {{ relation }}
 where {{ ts_column }} >= {{ fullstory.fs_ts(since) }}
   and {{ key }} in (select {{ key }} from {{ relation }} where {{ ts_column }} >= {{ fullstory.fs_ts(cutoff) }})
