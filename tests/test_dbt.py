@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import typing as t
 from pathlib import Path
 
@@ -42,7 +43,7 @@ KEYS = {"stg_fs_events": "event_id", "stg_fs_individuals": "indv_id", "fs_page_v
 
 
 @pytest.fixture(scope="session")
-def dbt_installed(installed: Path) -> Path:
+def dbt_installed(installed: Path) -> Path:  # noqa: F811  (the imported fixture)
     """`meltano install` of the two dbt utilities, once, in the repository's project."""
     meltano(["install", "--plugin-type", "utilities", *UTILITIES], cwd=ROOT, timeout=900)
     return installed
@@ -226,7 +227,7 @@ def test_duckdb_without_individuals(dbt_project: Project, make_emulator) -> None
 
 
 def test_postgres_job_models_dbt_tests_and_rerun(dbt_project: Project, make_emulator, postgres,
-                                                 pg_database) -> None:
+                                                 pg_database) -> None:  # noqa: F811
     db, url = pg_database
     emu = make_emulator(start=START, days=2, events_per_hour=40, seed=34)
     dbt_project.point_at(emu)
@@ -251,3 +252,36 @@ def test_postgres_job_models_dbt_tests_and_rerun(dbt_project: Project, make_emul
     dbt_project.run("run", "fullstory-to-postgres", timeout=300)
     assert row_counts(query) == before
     assert before["stg_fs_events"] == len(rows)
+
+
+# --- make demo ------------------------------------------------------------------------------------------------------
+
+
+def test_demo_twice_adds_nothing_and_keeps_model_counts(dbt_project: Project) -> None:
+    """scripts/demo.py (what `make demo` runs) in a scratch copy of the project: the first run builds the models and
+    prints their summary; the second adds 0 events and leaves every model's row count unchanged."""
+    (dbt_project.root / "scripts").mkdir()
+    shutil.copy2(ROOT / "scripts" / "demo.py", dbt_project.root / "scripts" / "demo.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_FULLSTORY", "TARGET_", "DBT_", "MELTANO_"))}
+    env.update({"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", "MELTANO_CLI_DISABLE_VERSION_CHECK": "true"})
+
+    def demo() -> str:
+        proc = subprocess.run([sys.executable, "scripts/demo.py", "--meltano", str(ROOT / ".venv-meltano/bin/meltano")],
+                              cwd=dbt_project.root, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        return proc.stdout
+
+    first = demo()
+    for title in ("Sessions and users per UTC day (fs_sessions)", "Top pages by time on page (fs_page_views)",
+                  "Frustration hot spots (fs_frustrations)"):
+        assert title in first
+    assert "rows added by this run: {'fs_page_views'" in first
+    second = demo()
+    assert "(0 added by this run" in second
+    assert "row counts unchanged by this run" in second
+
+    def model_counts(out: str) -> str:
+        line = next(x for x in out.splitlines() if x.startswith("[demo] models"))
+        return line.split(": ", 1)[1].split(";")[0]  # "fs_page_views 105, fs_sessions 80, ..."
+
+    assert model_counts(second) == model_counts(first)
