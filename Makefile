@@ -47,3 +47,4 @@ include ci/sanitize.mk
 include ci/snowflake.mk
 include ci/backfill.mk
 include ci/e2e.mk
+include mk/dbt.mk

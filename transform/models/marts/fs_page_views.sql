@@ -1,7 +1,7 @@
 {#- One row per page view (page_key = UserId:SessionId:PageId): URL, referrer, time on page, active time, scroll
     depth, load timings, errors and frustration counts. PageDuration, PageActiveDuration and the PageNum* counters
     repeat on every event of the page and may settle later, so the largest value seen is kept. Rage clicks are
-    counted as bursts, not summed (see fs_frustrations). Incremental: every page with an event since the cutoff is
+    counted as bursts, not summed: the rage rows of fs_frustrations. Incremental: every page with an event since the cutoff is
     rebuilt whole (macros/fs_incremental.sql). -#}
 {{ config(unique_key='page_key') }}
 
@@ -9,13 +9,14 @@ with events as (
     {{ fs_rows_to_model(ref('stg_fs_events'), 'event_at', key='page_key', this_ts_column='last_event_at') }}
 ),
 
-bursts as (
-    {{ fs_rage_bursts('events') }}
-),
-
 rage_bursts as (
     select page_key, count(*) as rage_clicks, max(burst_clicks) as rage_click_max_burst
-    from bursts
+    from {{ ref('fs_frustrations') }}
+    where kind = 'rage'
+      {%- set cutoff = fs_cutoff('last_event_at') %}
+      {%- if cutoff is not none %}
+      and page_key in (select page_key from events)
+      {%- endif %}
     group by page_key
 ),
 
@@ -33,9 +34,9 @@ pages as (
         max(coalesce(page_end, event_at)) as page_ended_at,
         min(event_at) as first_event_at,
         max(event_at) as last_event_at,
-        max(page_url) as page_url,
-        max(page_name) as page_name,
-        max(page_referrer_url) as page_referrer_url,
+        {{ dbt.any_value('page_url') }} as page_url,
+        {{ dbt.any_value('page_name') }} as page_name,
+        {{ dbt.any_value('page_referrer_url') }} as page_referrer_url,
         max(page_duration_ms) as duration_ms,
         max(page_active_duration_ms) as active_ms,
         max(page_max_scroll_depth_pct) as max_scroll_depth_pct,
@@ -47,14 +48,14 @@ pages as (
         max(cumulative_layout_shift) as cumulative_layout_shift,
         max(page_num_errors) as page_num_errors,
         max(page_num_warnings) as page_num_warnings,
-        max(page_browser) as browser,
-        max(page_browser_version) as browser_version,
-        max(page_device) as device,
-        max(page_platform) as platform,
-        max(page_operating_system) as operating_system,
-        max(page_user_agent) as user_agent,
-        max(page_ip) as ip,
-        max(page_lat_long) as lat_long,
+        {{ dbt.any_value('page_browser') }} as browser,
+        {{ dbt.any_value('page_browser_version') }} as browser_version,
+        {{ dbt.any_value('page_device') }} as device,
+        {{ dbt.any_value('page_platform') }} as platform,
+        {{ dbt.any_value('page_operating_system') }} as operating_system,
+        {{ dbt.any_value('page_user_agent') }} as user_agent,
+        {{ dbt.any_value('page_ip') }} as ip,
+        {{ dbt.any_value('page_lat_long') }} as lat_long,
         max(page_viewport_width) as viewport_width,
         max(page_viewport_height) as viewport_height,
         max(user_app_key) as user_app_key,

@@ -5,10 +5,16 @@
     and page_key = UserId:SessionId:PageId. IndvId is not part of either: it can change after the fact when
     FullStory merges users into one individual.
 
-    A re-exported window never double counts: DuckDB and PostgreSQL merge on EventId when loading, and for targets
-    that append (BigQuery without upsert) the row_number below keeps one copy, the most recently exported. It is
-    partitioned by (EventId, EventStart) -- EventStart is part of the EventId hash, so this is the same grouping --
-    so that a filter on event_at is pushed below the window and incremental runs read only recent rows. -#}
+    A re-exported window never double counts. target-duckdb, target-postgres, and target-snowflake / target-redshift
+    as meltano.yml configures them (upsert) merge on EventId while loading, so the table already holds one row per
+    EventId and this view is a plain projection (the unique test on event_id fails if that ever stops being true).
+    Where the load appends (target-bigquery's default, or `fullstory_dedupe: true`), a row_number keeps the most
+    recently exported copy; it is partitioned by (EventId, EventStart) -- EventStart is part of the EventId hash,
+    so this is the same grouping -- so that a filter on event_at still reaches the table scan.
+-#}
+
+{%- set dedupe = var('fullstory_dedupe', none) %}
+{%- if dedupe is none %}{% set dedupe = target.type == 'bigquery' %}{% endif %}
 
 with typed as (
     select
@@ -72,10 +78,14 @@ with typed as (
         cast({{ fs_col('ReqStatus') }} as {{ dbt.type_bigint() }}) as req_status,
         {{ fs_col('CustomVars') }} as custom_vars,
         cast({{ fs_col('ExportStart') }} as {{ dbt.type_timestamp() }}) as export_start,
+        {%- if dedupe %}
         row_number() over (
             partition by {{ fs_col('EventId') }}, cast({{ fs_col('EventStart') }} as {{ dbt.type_timestamp() }})
             order by {{ fs_col('ExportStart') }} desc
         ) as copy_number
+        {%- else %}
+        1 as copy_number
+        {%- endif %}
     from {{ source('fullstory', 'events') }}
 )
 
@@ -147,4 +157,6 @@ select
     custom_vars,
     export_start
 from typed
+{%- if dedupe %}
 where copy_number = 1
+{%- endif %}
