@@ -29,6 +29,7 @@ from tests.test_meltano import (  # noqa: F401  (fixtures used by name)
     pg_database,
     pg_env,
     pg_query,
+    project,
 )
 
 pytestmark = pytest.mark.meltano
@@ -50,28 +51,23 @@ def dbt_installed(installed: Path) -> Path:  # noqa: F811  (the imported fixture
 
 
 @pytest.fixture
-def dbt_project(tmp_path: Path, dbt_installed: Path) -> Project:
-    """A scratch Meltano project (meltano.yml, plugins/, transform/) sharing the installed plugin venvs."""
-    root = tmp_path / "project"
-    (root / ".meltano").mkdir(parents=True)
-    (root / "output").mkdir()
-    shutil.copy2(ROOT / "meltano.yml", root / "meltano.yml")
-    shutil.copytree(ROOT / "plugins", root / "plugins")
-    shutil.copytree(ROOT / "transform", root / "transform",
-                    ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"))
-    for kind in ("extractors", "loaders", "utilities"):
-        (root / ".meltano" / kind).symlink_to(dbt_installed / kind, target_is_directory=True)
-    return Project(root, env={"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "FULLSTORY_ORG_ID": "o-TEST-na1"})
+def dbt_project(project: Project, dbt_installed: Path) -> Project:  # noqa: F811
+    """test_meltano's scratch project (meltano.yml, plugins/, own state) plus transform/ and the dbt utilities."""
+    shutil.copytree(ROOT / "transform", project.root / "transform",
+                    ignore=shutil.ignore_patterns("target*", "logs", "dbt_packages", ".user.yml"))
+    (project.root / ".meltano" / "utilities").symlink_to(dbt_installed / "utilities", target_is_directory=True)
+    project.env.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "FULLSTORY_ORG_ID": "o-TEST-na1"})
+    return project
 
 
-def dbt(project: Project, utility: str, *args: str, env: dict[str, str] | None = None) -> str:
+def dbt(scratch: Project, utility: str, *args: str, env: dict[str, str] | None = None) -> str:
     """The utility's own dbt, called directly (for options such as --vars and --full-refresh)."""
-    exe = project.root / ".meltano" / "utilities" / utility / "venv" / "bin" / "dbt"
+    exe = scratch.root / ".meltano" / "utilities" / utility / "venv" / "bin" / "dbt"
     warehouse = utility.split("-", 1)[1]
-    cmd = [str(exe), *args, "--project-dir", str(project.root / "transform"),
-           "--profiles-dir", str(project.root / "transform" / "profiles" / warehouse)]
-    proc = subprocess.run(cmd, cwd=project.root, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **project.env, **(env or {})})
+    cmd = [str(exe), *args, "--project-dir", str(scratch.root / "transform"),
+           "--profiles-dir", str(scratch.root / "transform" / "profiles" / warehouse)]
+    proc = subprocess.run(cmd, cwd=scratch.root, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **scratch.env, **(env or {})})
     if proc.returncode != 0:
         pytest.fail(f"dbt {' '.join(args)} exited {proc.returncode}\n{(proc.stdout + proc.stderr)[-6000:]}",
                     pytrace=False)
@@ -155,10 +151,10 @@ def test_duckdb_job_models_dbt_tests_and_rerun(dbt_project: Project, make_emulat
     assert before["stg_fs_events"] == len(rows)
 
 
-def duck_write(project: Project, sql: str) -> None:
+def duck_write(scratch: Project, sql: str) -> None:
     """Change the loaded tables with the DuckDB that target-duckdb and dbt-duckdb use (1.2.2), not this venv's."""
-    py = project.root / ".meltano" / "utilities" / "dbt-duckdb" / "venv" / "bin" / "python"
-    db = project.root / "output" / "fullstory.duckdb"
+    py = scratch.root / ".meltano" / "utilities" / "dbt-duckdb" / "venv" / "bin" / "python"
+    db = scratch.root / "output" / "fullstory.duckdb"
     subprocess.run([str(py), "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); c.execute(sys.argv[2]); "
                     "c.close()", str(db), sql], check=True, timeout=120)
 

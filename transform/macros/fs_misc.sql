@@ -16,3 +16,14 @@
 
 {#- A sum typed as a 64-bit integer (DuckDB would give HUGEINT, PostgreSQL numeric). -#}
 {% macro fs_sum(expr) -%}cast(sum({{ expr }}) as {{ dbt.type_bigint() }}){%- endmacro %}
+
+{#- Where an event-grained model's row happened: its ids, time, session, page and user. -#}
+{% macro fs_event_context() -%}
+    event_id,
+    event_at,
+    event_date,
+    session_key,
+    page_key,
+    indv_id,
+    page_url
+{%- endmacro %}

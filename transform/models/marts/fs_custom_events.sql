@@ -10,17 +10,11 @@ with events as (
 )
 
 select
-    event_id,
-    event_at,
-    event_date,
-    session_key,
-    page_key,
-    indv_id,
+    {{ fs_event_context() }},
     event_custom_name as event_name,
     {{ fs_flag("event_type = 'custom_error'") }} as is_error,
     var_error_kind,
     var_fields,
-    page_url,
     {{ fs_json_text('custom_vars') }} as properties
 from events
 where event_type in ('custom', 'custom_error')

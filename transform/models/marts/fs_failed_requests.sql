@@ -7,16 +7,10 @@ with events as (
 )
 
 select
-    event_id,
-    event_at,
-    event_date,
-    session_key,
-    page_key,
-    indv_id,
+    {{ fs_event_context() }},
     req_url,
     req_method,
     req_status,
-    case when req_status >= 500 then '5xx' else '4xx' end as req_status_class,
-    page_url
+    case when req_status >= 500 then '5xx' else '4xx' end as req_status_class
 from events
 where event_type = 'request' and req_status >= 400
