@@ -222,8 +222,11 @@ def test_duckdb_without_individuals(dbt_project: Project, make_emulator) -> None
 # --- PostgreSQL ---------------------------------------------------------------------------------------------------
 
 
-def test_postgres_job_models_dbt_tests_and_rerun(dbt_project: Project, make_emulator, postgres,
+@pytest.mark.parametrize("job", ["fullstory-to-postgres", "fullstory-to-postgres-parquet"])
+def test_postgres_job_models_dbt_tests_and_rerun(dbt_project: Project, make_emulator, postgres, job: str,
                                                  pg_database) -> None:  # noqa: F811
+    """JSONL day batches (CustomVars a jsonb object) and Parquet day batches (a jsonb string holding the JSON text,
+    which the PostgreSQL CustomVars macro unwraps)."""
     db, url = pg_database
     emu = make_emulator(start=START, days=2, events_per_hour=40, seed=34)
     dbt_project.point_at(emu)
@@ -232,7 +235,7 @@ def test_postgres_job_models_dbt_tests_and_rerun(dbt_project: Project, make_emul
            "DBT_POSTGRES_PORT": str(postgres.port), "DBT_POSTGRES_DBNAME": db}
     dbt_project.env.update(env)
 
-    dbt_project.run("run", "fullstory-to-postgres", timeout=300)  # JSONL day batches, then dbt-postgres:run
+    dbt_project.run("run", job, timeout=300)  # day batches, then dbt-postgres:run
 
     def query(sql: str) -> list[tuple]:
         return pg_query(url, sql)
@@ -245,7 +248,7 @@ def test_postgres_job_models_dbt_tests_and_rerun(dbt_project: Project, make_emul
     assert plans == len({r["IndvId"] for r in rows if "user_plan_str" in r})
 
     before = row_counts(query)
-    dbt_project.run("run", "fullstory-to-postgres", timeout=300)
+    dbt_project.run("run", job, timeout=300)
     assert row_counts(query) == before
     assert before["stg_fs_events"] == len(rows)
 
