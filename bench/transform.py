@@ -29,7 +29,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.e2e import BY_NAME, INSTALLED, MELTANO, Days, meltano_env, run_meltano  # noqa: E402
+from bench.e2e import (  # noqa: E402
+    BY_NAME,
+    INSTALLED,
+    MELTANO,
+    Days,
+    add_day_arguments,
+    meltano_env,
+    run_meltano,
+)
 from bench.e2e_proc import run_watched, tail  # noqa: E402
 from bench.e2e_warehouses import started  # noqa: E402
 
@@ -110,11 +118,7 @@ def table(r: dict[str, t.Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    size = ap.add_mutually_exclusive_group()
-    size.add_argument("--events", type=int, help="events in the day (sets --events-per-hour to N/24)")
-    size.add_argument("--events-per-hour", type=int, default=42_000,
-                      help="emulator events per hour (default 42000: ~1M events a day, as bench-e2e)")
-    ap.add_argument("--seed", type=int, default=11, help="emulator seed (default 11, as bench-e2e)")
+    add_day_arguments(ap)  # the same day as bench-e2e by default
     ap.add_argument("--threads", type=int, default=2, help="dbt threads (default 2)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per step (default 3600)")
     ap.add_argument("--output", default=str(OUT / "transform.json"))

@@ -284,3 +284,21 @@ def test_demo_twice_adds_nothing_and_keeps_model_counts(dbt_project: Project) ->
         return line.split(": ", 1)[1].split(";")[0]  # "fs_page_views 105, fs_sessions 80, ..."
 
     assert model_counts(second) == model_counts(first)
+
+
+# --- make bench-transform -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bench_transform_runs_at_a_tiny_size(tmp_path: Path, dbt_installed: Path) -> None:
+    """bench/transform.py end to end on a tiny day, so the harness cannot rot (no timing is asserted)."""
+    import json
+
+    out = tmp_path / "transform.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "transform.py"), "--events", "2400",
+                           "--output", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "ok" and doc["load"]["rows_loaded"] == doc["rows"] > 0
+    assert doc["full"]["status"] == doc["incremental"]["status"] == "ok"
+    assert "full transform / load" in proc.stdout
