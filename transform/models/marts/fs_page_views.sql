@@ -1,8 +1,8 @@
 {#- One row per page view (page_key = UserId:SessionId:PageId): URL, referrer, time on page, active time, scroll
     depth, load timings, errors and frustration counts. PageDuration, PageActiveDuration and the PageNum* counters
     repeat on every event of the page and may settle later, so the largest value seen is kept. Rage clicks are
-    counted as bursts, not summed: the rage rows of fs_frustrations. Incremental: every page with an event since the cutoff is
-    rebuilt whole (macros/fs_incremental.sql). -#}
+    counted as bursts, not summed: the rage rows of fs_frustrations. Incremental: every page with an event since
+    the cutoff is rebuilt whole (macros/fs_incremental.sql). -#}
 {{ config(unique_key='page_key') }}
 
 with events as (
