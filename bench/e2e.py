@@ -40,9 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench import e2e_hauser  # noqa: E402
 from bench.e2e_proc import cpu_seconds, run_watched, tail  # noqa: E402
+from bench.e2e_redshift import Redshift  # noqa: E402
 from bench.e2e_warehouses import WAREHOUSES, Warehouse, started  # noqa: E402
 from bench.run import DAY, KEY, NEXT, Exports  # noqa: E402
 
+WAREHOUSES[Redshift.name] = Redshift
 OUT = ROOT / "bench" / "out"
 MELTANO = Path(os.environ.get("MELTANO_BIN") or ROOT / ".venv-meltano" / "bin" / "meltano")
 INSTALLED = ROOT / ".meltano"
@@ -85,6 +87,10 @@ PAIRINGS = [
     Pairing("postgres-jsonl", "tap-fullstory-jsonl", "target-postgres", "JSONL batches", "postgres"),
     Pairing("snowflake", "tap-fullstory", "target-snowflake", "RECORD", "snowflake"),
     Pairing("snowflake-arrow", "tap-fullstory-arrow", "target-snowflake", "Arrow batches", "snowflake"),
+    Pairing("redshift", "tap-fullstory", "target-redshift", "RECORD", "redshift",
+            note="the stock target from .venv-redshift into the stand-in (PostgreSQL 15 + moto S3)"),
+    Pairing("redshift-jsonl", "tap-fullstory-jsonl", "target-redshift", "JSONL batches", "redshift",
+            note="SDK day batches: the target's SDK reads each file into records, then the same CSV/COPY"),
     Pairing("bigquery", "tap-fullstory", "target-bigquery", "RECORD", "bigquery", max_events=100_000,
             note="on a 100k-event day by default (--cap bigquery=N): bqemulator is the bottleneck, "
                  "in CPU (it spends most of the run's CPU seconds) and memory (at 250k events it "

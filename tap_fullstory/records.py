@@ -1,7 +1,7 @@
 """The reference path: export rows -> records, one row at a time.
 
 Every mode ends here for rows the C scanner does not take: a whole window (`EventsStream`), or
-one chunk of it that the scanner refused (`native.write_records`, `native_columns.write_parquet`).
+one chunk of it that the scanner refused (`record_lines.write_records`, `columnar.write_columns`).
 It is the definition the fast path is proved equal to, so it exists once.
 
 Text a loader rejects is settled here too: `loads` decodes lone surrogate escapes as U+FFFD, and

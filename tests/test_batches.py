@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tap_fullstory import native
+from tap_fullstory import scanner
 from tap_fullstory.fields import singer_schema
 from tests.tapio import TAP, TapRun, run_tap
 
@@ -388,7 +388,7 @@ def test_target_postgres_loads_parquet_and_jsonl_like_record_mode(
             f'WHERE r."{cv}" IS DISTINCT FROM (p."{cv}" #>> \'{{}}\')::jsonb').fetchone()[0] == 0
 
 
-# --- the C scanner's columnar path (native_columns.write_columns) against the reference -----------
+# --- the C scanner's columnar path (columnar.write_columns) against the reference -----------
 
 
 def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bool,
@@ -398,12 +398,13 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
     verbatim (raw JSON text). Returns the table and the scanner's `ChunkRun` (None: reference)."""
     import logging
 
-    from tap_fullstory import native
+    from tap_fullstory import scanner
     from tap_fullstory.keys import EventKeyer, OutOfOrderError
-    from tap_fullstory.native_columns import write_columns
-    from tap_fullstory.parquet import _ARROW, ColumnarDayWriter, ParquetPart, property_kind
     from tap_fullstory.records import RecordMaker
     from tap_fullstory.sources.decode import iter_rows
+    from tap_fullstory.writers.columnar import ColumnarDayWriter, write_columns
+    from tap_fullstory.writers.columns import _ARROW, property_kind
+    from tap_fullstory.writers.part_files import ParquetPart
 
     src = tmp_path / f"export-{fast}.ndjson.gz"
     text = "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False,
@@ -432,12 +433,12 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
                         export_end="2024-01-02T00:00:00Z", strip_nul=strip_nul)
     run, written = None, 0
     if fast:
-        saved = native.CHUNK_BYTES
-        native.CHUNK_BYTES = chunk_bytes
+        saved = scanner.CHUNK_BYTES
+        scanner.CHUNK_BYTES = chunk_bytes
         try:
             run = write_columns(str(src), writer, maker)
         finally:
-            native.CHUNK_BYTES = saved
+            scanner.CHUNK_BYTES = saved
         written = run.written
     if run is None or not run.complete:  # as EventsStream._window_records, after `written` rows
         for whole in (False, True):
@@ -462,7 +463,7 @@ def _bits(table: pa.Table) -> list[t.Any]:
 
 
 needs_scanner = pytest.mark.skipif(
-    not native.AVAILABLE, reason="the C scanner is not built (no C compiler at install time)")
+    not scanner.AVAILABLE, reason="the C scanner is not built (no C compiler at install time)")
 
 
 def _rows(n: int = 60, tweaks: dict[int, dict[str, t.Any]] | None = None

@@ -1,4 +1,4 @@
-"""The C scanner (`tap_fullstory._columns` via `native`) against the per-record path.
+"""The C scanner (`tap_fullstory._columns` via `scanner`) against the per-record path.
 
 The per-record path (`RecordMaker`: orjson, Splitter, EventKeyer; the day writer's `add`; ChunkEncoder for
 RECORD lines) is the reference: on any input, what the scanner writes must equal it bit for bit,
@@ -16,12 +16,13 @@ import typing as t
 import orjson
 import pytest
 
-from tap_fullstory import native
+from tap_fullstory import scanner
+from tap_fullstory.writers import record_lines
 from tests.fuzz.harness import Harness
 from tests.fuzz.paths import MODES, Paths, record_encoder
 from tests.test_batches import _bits, _day_file
 
-pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C scanner is not built")
+pytestmark = pytest.mark.skipif(not scanner.AVAILABLE, reason="the C scanner is not built")
 
 STRINGS = ["plain", "", 'quote " inside', "back\\slash", "new\nline", "tab\t", "ctl\x01\x1f",
            "del\x7f", "slash /", "caf\u00e9", "emoji \U0001F600", "sep \u2028", "comma, \"x\"",
@@ -135,7 +136,7 @@ def test_scanner_writes_what_the_per_record_path_writes(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_day_file_with_the_scanner_equals_the_reference(tmp_path, seed) -> None:
-    """The same through `native_columns.write_parquet`: C's chunks and the reference's mixed in
+    """The same through `columnar.write_columns`: C's chunks and the reference's mixed in
     one day file."""
     lines = _lines(seed)
     fast, run = _day_file(tmp_path, lines, fast=True, chunk_bytes=3_000)
@@ -195,7 +196,7 @@ def test_scanner_event_ids_across_blake2b_block_sizes() -> None:
     assert scanned == paths.reference(chunk)
 
 
-# --- RECORD mode: native.write_records against the Python encoder -----------------------------
+# --- RECORD mode: record_lines.write_records against the Python encoder -----------------------------
 
 def _encoder(drop: t.Sequence[str] = (), use_keys: bool = True) -> t.Any:
     return record_encoder(mobile=False, use_keys=use_keys, drop=tuple(drop))
@@ -204,13 +205,13 @@ def _encoder(drop: t.Sequence[str] = (), use_keys: bool = True) -> t.Any:
 def _write_records(tmp_path, capfd, body: bytes, **kwargs: t.Any) -> tuple[int, bool, bytes]:
     path = tmp_path / "export.ndjson.gz"
     path.write_bytes(body)
-    run = native.write_records(str(path), _encoder(**kwargs))
+    run = record_lines.write_records(str(path), _encoder(**kwargs))
     return run.written, run.complete, capfd.readouterr().out.encode()
 
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(native, "CHUNK_BYTES", 3_000)  # many chunks: C and Python ones mixed
+    monkeypatch.setattr(scanner, "CHUNK_BYTES", 3_000)  # many chunks: C and Python ones mixed
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -305,8 +306,8 @@ def _nul_lines(seed: int) -> list[str]:
 
 
 def _nul_encoder(strip: bool) -> t.Any:
-    from tap_fullstory.output import ChunkEncoder
     from tap_fullstory.records import RecordMaker
+    from tap_fullstory.writers.record_lines import ChunkEncoder
     from tests.fuzz.paths import WINDOW
 
     maker = RecordMaker(mobile=False, use_keys=True, export_start=WINDOW[0],
@@ -326,7 +327,7 @@ def test_record_lines_with_nul_equal_the_reference(tmp_path, capfd, small_chunks
     expected, n = _nul_encoder(strip).encode(text, None)
     path = tmp_path / "export.ndjson.gz"
     path.write_bytes(gzip.compress(text))
-    run = native.write_records(str(path), _nul_encoder(strip))
+    run = record_lines.write_records(str(path), _nul_encoder(strip))
     out = capfd.readouterr().out.encode()
     assert (run.written, run.complete, n) == (400, True, 400)
     assert out == expected

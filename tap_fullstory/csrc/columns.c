@@ -264,7 +264,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_columns", NULL, -1, methods};
 
-/* The interface version `native` expects: 2 = immutable chunks only, names checked (issue #13). A
+/* The interface version `scanner.py` expects: 2 = immutable chunks only, names checked (issue #13). A
  * build of other sources (an editable install not rebuilt) is then not used. */
 #define API 2
 

@@ -2,7 +2,7 @@
 
 Memory stays flat whatever the export's size: bytes are read in chunks and rows are parsed one by
 one. Decompression uses ISA-L (python-isal; zlib-ng when it is missing). `body_blocks` gives the
-decompressed body block by block to the C scanner's chunked writers (`native`).
+decompressed body block by block to the C scanner's chunked writers (`scanner`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ BadRow = t.Callable[[int, bytes, str], None]
 
 def fail_on_bad_row(number: int, raw: bytes, cause: str) -> None:
     raise MalformedExportError(f"row {number} is {cause}", number)
+
+
+class NotNDJSONError(ValueError):
+    """The body is one JSON array, not NDJSON (`body_blocks`)."""
 
 
 class TruncatedExportError(ValueError):
@@ -109,26 +113,14 @@ def iter_rows(path: str, *, skip: int = 0, loads: t.Callable[[bytes], t.Any] = t
             body.close()
 
 
-def is_json_array(path: str) -> bool:
-    """True when the body is one JSON array (else NDJSON, or unreadable: decoding will say)."""
-    try:
-        body = open_body(path)
-    except (EOFError, OSError):
-        return False
-    try:
-        return body.peek(64).lstrip()[:1] == b"["  # type: ignore[attr-defined]
-    except (EOFError, OSError):
-        return False
-    finally:
-        body.close()
-
-
 def body_blocks(path: str, block: int = CHUNK) -> t.Iterator[bytes]:
-    """The decompressed body in blocks of `block` bytes (the last may be shorter). Every process
-    that reads the same file gets the same blocks (the file is opened when iteration starts, so a
-    forked process gets its own). A truncated or corrupt body raises `TruncatedExportError` after
-    the blocks before it. Reads the innermost layer directly (no `open_body` adapters: they
-    cost a third of the inflate time on a big export)."""
+    """The decompressed NDJSON body in blocks of `block` bytes (the last may be shorter); a body
+    that is one JSON array raises `NotNDJSONError` before any block (the chunked readers cut
+    NDJSON only; `iter_rows` reads both). Every process that reads the same file gets the same
+    blocks (the file is opened when iteration starts, so a forked process gets its own). A
+    truncated or corrupt body raises `TruncatedExportError` after the blocks before it. Reads the
+    innermost layer directly (no `open_body` adapters: they cost a third of the inflate time on
+    a big export)."""
     layers: list[t.Any] = []
     try:
         body: t.Any = open(path, "rb")  # noqa: SIM115 - closed below
@@ -138,8 +130,12 @@ def body_blocks(path: str, block: int = CHUNK) -> t.Iterator[bytes]:
                 break
             body = _GzipFile(fileobj=body, mode="rb")
             layers.append(body)
-        while data := body.read(block):
+        data = body.read(block)
+        if data[:64].lstrip()[:1] == b"[":
+            raise NotNDJSONError("the export is one JSON array")
+        while data:
             yield data
+            data = body.read(block)
     except EOFError as exc:
         raise TruncatedExportError(f"the export file is truncated ({exc})") from None
     except OSError as exc:

@@ -15,7 +15,7 @@ import typing as t
 import orjson
 
 from tap_fullstory.fields import Splitter, singer_schema
-from tap_fullstory.parquet import property_kind
+from tap_fullstory.writers.columns import property_kind
 
 FIELDS = Splitter(mobile=True).column_names
 _KIND = {name: property_kind(prop)

@@ -1,6 +1,6 @@
 """The two paths the differential tests compare, built in one place: the C scanner through the
-project's wrappers (`native_columns.NativeChunks`, `native.NativeRecords`) and the per-record
-reference (`output.ChunkEncoder.encode`: `RecordMaker` and orjson; for Parquet its records
+project's wrappers (`columns.NativeChunks`, `record_lines.NativeRecords`) and the per-record
+reference (`record_lines.ChunkEncoder.encode`: `RecordMaker` and orjson; for Parquet its records
 into `ColumnarDayWriter.add`). When those APIs move, this file is the one to adapt.
 
 A mode is one way the tap calls the scanner: Parquet columns or RECORD lines, web or mobile
@@ -18,11 +18,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tap_fullstory import native, native_columns
+from tap_fullstory import scanner
 from tap_fullstory.fields import CUSTOM_VARS, EXPORT_END, EXPORT_START, Splitter, singer_schema
-from tap_fullstory.output import ChunkEncoder
-from tap_fullstory.parquet import _ARROW, TS_TYPE, ColumnarDayWriter, property_kind
 from tap_fullstory.records import RecordMaker
+from tap_fullstory.writers.columnar import ColumnarDayWriter
+from tap_fullstory.writers.columns import _ARROW, TS_TYPE, NativeChunks, property_kind
+from tap_fullstory.writers.record_lines import ChunkEncoder, NativeRecords
 
 WINDOW = ("2024-01-01T00:00:00Z", "2024-01-01T06:00:00Z")
 #: Deselected in the modes that deselect: an integer, a float, a string, a timestamp, and
@@ -94,8 +95,7 @@ class Paths:
         self.encoder = record_encoder(mobile=mode.mobile, use_keys=mode.use_keys,
                                       drop=mode.drop if mode.record else ())
         if mode.record:
-            self.records = native.NativeRecords(self.encoder, self.known,
-                                                splitter.timestamp_names)
+            self.records = NativeRecords(self.encoder, self.known, splitter.timestamp_names)
             return
         props = singer_schema(mobile=mode.mobile, event_id=mode.use_keys)["properties"]
         kinds = {name: property_kind(prop) for name, prop in props.items()
@@ -104,7 +104,7 @@ class Paths:
         self.kinds = list(kinds.values())
         window_ts = {name: pc.cast(pa.scalar(value), TS_TYPE)
                      for name, value in zip((EXPORT_START, EXPORT_END), WINDOW, strict=True)}
-        self.columns = native_columns.NativeChunks(
+        self.columns = NativeChunks(
             self.schema, kinds, self.known, use_keys=mode.use_keys, window_ts=window_ts)
 
     def scanner(self, chunk: t.Any) -> Outcome:
@@ -115,7 +115,7 @@ class Paths:
                 view, rows = self.records.lines(self.records.scan(chunk, after))
                 return "rows", (rows, bytes(view))
             return "rows", bits(self.columns.batch(self.columns.scan(chunk, after)))
-        except native.Fallback as why:
+        except scanner.Fallback as why:
             return "refused", str(why)
 
     def reference(self, chunk: bytes) -> Outcome:

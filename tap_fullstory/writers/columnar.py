@@ -1,211 +1,33 @@
-"""Columnar day batches (Parquet or Arrow IPC): an explicit Arrow schema, a bounded-memory writer.
+"""The columnar day writer (Parquet or Arrow IPC): a day's rows into part files of at most
+`part_rows` rows, in bounded memory, from the reference's records or from the C scanner's batches.
 
-Types are never inferred from values (the SDK's default encoder does, and breaks on the CustomVars
-object column): integer -> int64, number -> float64, date-time -> timestamp[us, UTC] (milliseconds
-kept), CustomVars -> JSON text as the canonical `arrow.json` extension type (Parquet's JSON
-logical type). A day is written as part files of at most `part_rows` rows, each committed when
-full, because an SDK target reads a whole file into memory; the formats differ only in the file
-each part is (`ParquetPart`: zstd, bounded row groups; `ArrowPart`: the IPC file format).
+A day is written as part files, each committed when full, because an SDK target reads a whole
+file into memory; the formats differ only in the file each part is (`part_files`).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import datetime as dt
 import threading
 import typing as t
 
-import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from tap_fullstory.output import _default
+from tap_fullstory import scanner
+from tap_fullstory.fields import EXPORT_END, EXPORT_START
+from tap_fullstory.scanner import ChunkRun, Fallback
+from tap_fullstory.writers.columns import TS_TYPE, Converter, Kind, NativeChunks
 
 if t.TYPE_CHECKING:
-    from tap_fullstory.batches import DayFile
-    from tap_fullstory.streams import EventsStream
+    from tap_fullstory.records import RecordMaker
+    from tap_fullstory.writers.part_files import DayFile, PartFile
 
 #: Rows per Parquet row group: large enough for good compression and scans, small enough that
 #: memory stays flat whatever the size of the day.
 ROW_GROUP_ROWS = 100_000
 #: Rows converted from Python objects to Arrow at a time (bounds the Python-object working set).
 CHUNK_ROWS = 25_000
-TS_TYPE = pa.timestamp("us", tz="UTC")
-_JSON_OPTS = orjson.OPT_NON_STR_KEYS
-#: Columns (nearly) unique per row: a dictionary would be built, overflow and be dropped for
-#: every row group (measured: 17 % of the writer's time with the statistics below, files 6 %
-#: larger).
-_NO_DICTIONARY = frozenset((
-    "EventId", "CustomVars", "EventStart", "PageStart", "SessionStart", "UserCreated", "IndvId",
-    "UserId", "SessionId", "PageId", "EventSessionOffset", "EventPageOffset"))
-
-Kind = t.Literal["integer", "number", "boolean", "string", "date-time", "json"]
-
-
-# --- schema ---------------------------------------------------------------------------------
-
-
-def selected_properties(stream: EventsStream) -> list[str]:
-    """Schema properties the catalog selects, in schema order (BATCH mode skips SDK selection)."""
-    mask = stream.mask
-    return [name for name in stream.schema["properties"] if mask.get(("properties", name), True)]
-
-
-def property_kind(prop: dict[str, t.Any]) -> Kind:
-    """The Arrow-relevant kind of one JSON Schema property."""
-    types = prop.get("type", [])
-    types = [types] if isinstance(types, str) else [x for x in types if x != "null"]
-    if "object" in types or "array" in types or not types:
-        return "json"
-    if "string" in types:
-        return "date-time" if prop.get("format") == "date-time" else "string"
-    return t.cast(Kind, types[0]) if types[0] in ("integer", "number", "boolean") else "string"
-
-
-_ARROW: dict[str, pa.DataType] = {
-    "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_(), "string": pa.string(),
-    "date-time": TS_TYPE, "json": pa.json_(),
-}
-
-
-def arrow_schema(stream: EventsStream) -> tuple[pa.Schema, list[Kind]]:
-    """Explicit Arrow schema of the selected properties (never inferred from values)."""
-    props = stream.schema["properties"]
-    names = selected_properties(stream)
-    kinds = [property_kind(props[name]) for name in names]
-    return pa.schema([pa.field(n, _ARROW[k]) for n, k in zip(names, kinds, strict=True)]), kinds
-
-
-# --- column conversion ----------------------------------------------------------------------
-
-
-class Converter:
-    """Python values of one column -> an Arrow array of the column's type.
-
-    The fast path is one `pa.array` call per column (timestamps: a string array cast in C++).
-    Values that do not fit (a string in an integer column, an unparseable timestamp) take a
-    per-value path; values that cannot be represented become null and are counted.
-    """
-
-    def __init__(self, logger: t.Any) -> None:
-        self.logger = logger
-        self.nulled: dict[str, int] = {}
-
-    def convert(self, name: str, kind: Kind, values: list[t.Any]) -> pa.Array:
-        try:
-            if kind == "json":
-                dumps = orjson.dumps
-                return pa.ExtensionArray.from_storage(pa.json_(), pa.array(
-                    [None if v is None else dumps(v, default=_default, option=_JSON_OPTS)
-                     for v in values], pa.string()))
-            if kind == "date-time":
-                return pc.cast(pa.array(values, pa.string()), TS_TYPE)
-            return pa.array(values, _ARROW[kind])
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
-            return self._slow(name, kind, values)
-
-    def _slow(self, name: str, kind: Kind, values: list[t.Any]) -> pa.Array:
-        fix = _FIXERS[kind]
-        out: list[t.Any] = []
-        lost = 0
-        for v in values:
-            fixed = fix(v) if v is not None else None
-            lost += fixed is None and v is not None
-            out.append(fixed)
-        if lost:
-            self.nulled[name] = self.nulled.get(name, 0) + lost
-            self.logger.warning("BATCH: %d value(s) of %s do not fit type %s; written as null",
-                                lost, name, kind)
-        if kind == "date-time":
-            return pa.array(out, TS_TYPE)
-        return pa.array(out, _ARROW[kind])
-
-
-def _to_int(v: t.Any) -> int | None:
-    with contextlib.suppress(ValueError, TypeError, OverflowError):
-        n = int(v) if not isinstance(v, float) or v.is_integer() else None
-        if n is not None and -(2**63) <= n < 2**63:
-            return n
-    return None
-
-
-def _to_float(v: t.Any) -> float | None:
-    with contextlib.suppress(ValueError, TypeError):
-        return float(v)
-    return None
-
-
-def _to_bool(v: t.Any) -> bool | None:
-    return v if isinstance(v, bool) else None
-
-
-def _to_str(v: t.Any) -> str:
-    return v if isinstance(v, str) else orjson.dumps(v, default=_default, option=_JSON_OPTS).decode()
-
-
-def _to_ts(v: t.Any) -> dt.datetime | None:
-    if not isinstance(v, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
-
-_FIXERS: dict[str, t.Callable[[t.Any], t.Any]] = {
-    "integer": _to_int, "number": _to_float, "boolean": _to_bool, "string": _to_str,
-    "date-time": _to_ts, "json": lambda v: v,
-}
-
-
-# --- the writer ---------------------------------------------------------------------------
-
-
-class PartFile(t.Protocol):
-    """One part's file format: batches in, closed by `close` (the DayFile is committed after)."""
-
-    def write(self, table: pa.Table, group_rows: int) -> None: ...
-    def close(self) -> None: ...
-
-
-class ParquetPart:
-    ext = "parquet"
-
-    def __init__(self, file: t.IO[bytes], schema: pa.Schema) -> None:
-        self._writer = pq.ParquetWriter(
-            file, schema, compression="zstd", compression_level=1,
-            use_dictionary=[n for n in schema.names if n not in _NO_DICTIONARY],
-            # min/max where engines prune (timestamps, ids, numbers), not on free text
-            write_statistics=[f.name for f in schema
-                              if not (pa.types.is_string(f.type)
-                                      or isinstance(f.type, pa.ExtensionType))],
-            store_schema=True,
-        )
-
-    def write(self, table: pa.Table, group_rows: int) -> None:
-        self._writer.write_table(table, group_rows)
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-class ArrowPart:
-    """Arrow IPC file format (what Meltano's Arrow BATCH convention and target-snowflake read)."""
-
-    ext = "arrow"
-
-    def __init__(self, file: t.IO[bytes], schema: pa.Schema, compression: str | None) -> None:
-        options = pa.ipc.IpcWriteOptions(compression=compression)
-        self._writer = pa.ipc.new_file(file, schema, options=options)
-
-    def write(self, table: pa.Table, group_rows: int) -> None:
-        self._writer.write_table(table, max_chunksize=group_rows)
-
-    def close(self) -> None:
-        self._writer.close()
 
 
 class ColumnarDayWriter:
@@ -394,3 +216,35 @@ class _RowGroupSink:
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
+
+
+def write_columns(path: str, writer: ColumnarDayWriter, maker: RecordMaker) -> ChunkRun:
+    """One window's NDJSON export into the day's columnar writer, chunk by chunk: C's batch, or
+    the reference's records for a chunk C refuses (`scanner` decompresses and scans ahead).
+    Stops (run.complete False, run.written exact) where the window's reference must decide
+    (`scanner.STOP`, a JSON array too): it resumes after the rows written."""
+    run = ChunkRun()
+    kinds = dict(zip(writer.names, writer.kinds, strict=True))
+    window_ts = {name: pa.scalar(value).cast(TS_TYPE) for name, value in
+                 ((EXPORT_START, maker.export_start), (EXPORT_END, maker.export_end))}
+    splitter = maker.splitter
+    columns = NativeChunks(writer.schema, kinds, splitter.column_names,
+                           use_keys=maker.use_keys, window_ts=window_ts)
+    try:
+        for chunk, after, scanned in scanner.scanned_chunks(path, splitter, columns.scan):
+            run.chunks += 1
+            try:
+                batch = columns.batch(scanned.result())
+            except Fallback as why:
+                run.fallbacks[str(why)] += 1
+                records = list(maker.chunk_records(chunk, after))  # whole chunk or nothing
+                for record in records:
+                    writer.add(record)
+                run.written += len(records)
+                continue
+            writer.add_batch(batch)
+            run.written += batch.num_rows
+    except scanner.STOP:
+        return run
+    run.complete = True
+    return run

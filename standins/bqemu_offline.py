@@ -6,7 +6,7 @@
 
 usage (same arguments as `bqemulator`):
   BQEMU_GCS_LOCAL_ROOT=<fake-gcs filesystem root> OTEL_SDK_DISABLED=true \
-    .venv-bq/bin/python ci/bqemu_offline.py start --rest-port 19050 --grpc-port 19060 --project test-proj
+    .venv-bq/bin/python standins/bqemu_offline.py start --rest-port 19050 --grpc-port 19060 --project test-proj
 """
 
 import gzip
