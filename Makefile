@@ -50,3 +50,4 @@ include mk/e2e.mk
 include mk/redshift.mk
 include mk/require.mk
 include mk/mutate.mk
+include mk/dbt.mk
