@@ -48,3 +48,6 @@ include mk/snowflake.mk
 include mk/backfill.mk
 include mk/e2e.mk
 include mk/redshift.mk
+include mk/require.mk
+include mk/mutate.mk
+include mk/dbt.mk

@@ -376,13 +376,18 @@ def table(results: dict[str, dict[str, t.Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def add_day_arguments(ap: argparse.ArgumentParser) -> None:
+    """--events / --events-per-hour / --seed: the synthetic day (shared with bench/transform.py)."""
     size = ap.add_mutually_exclusive_group()
     size.add_argument("--events", type=int, help="events in the day (sets --events-per-hour to N/24)")
     size.add_argument("--events-per-hour", type=int, default=42_000,
                       help="emulator events per hour (default 42000: ~1M events a day)")
     ap.add_argument("--seed", type=int, default=11, help="emulator seed (default 11)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    add_day_arguments(ap)
     ap.add_argument("--only", default="", help="comma-separated pairings (or prefixes: 'postgres'); "
                                                "default all")
     ap.add_argument("--cap", action="append", default=[], metavar="PAIRING=N",

@@ -19,6 +19,7 @@ import pytest
 
 from tap_fullstory import scanner
 from tap_fullstory.fields import singer_schema
+from tap_fullstory.testing.fixtures import needs_c_scanner
 from tests.tapio import TAP, TapRun, run_tap
 
 # s3, gcs, postgres, postgres_db come from tests/services.py (loaded by tests/conftest.py)
@@ -397,7 +398,6 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
     the reference where it stops) or the reference alone. A row given as a str is written
     verbatim (raw JSON text). Returns the table and the scanner's `ChunkRun` (None: reference)."""
 
-    from tap_fullstory import scanner
     from tap_fullstory.keys import EventKeyer, OutOfOrderError
     from tap_fullstory.records import RecordMaker
     from tap_fullstory.sources.decode import iter_rows
@@ -461,8 +461,7 @@ def _bits(table: pa.Table) -> list[t.Any]:
             for row in table.to_pylist()]
 
 
-needs_scanner = pytest.mark.skipif(
-    not scanner.AVAILABLE, reason="the C scanner is not built (no C compiler at install time)")
+needs_scanner = needs_c_scanner
 
 
 def _rows(n: int = 60, tweaks: dict[int, dict[str, t.Any]] | None = None

@@ -21,11 +21,12 @@ import orjson
 import pytest
 
 from tap_fullstory import scanner
+from tap_fullstory.testing.fixtures import needs_c_scanner
 from tests.fuzz.guarded import GuardedChunks, supported
 from tests.fuzz.harness import Harness
 from tests.fuzz.paths import MODES, Paths
 
-pytestmark = pytest.mark.skipif(not scanner.AVAILABLE, reason="the C scanner is not built")
+pytestmark = needs_c_scanner
 
 START = "2024-01-01T00:00:01.000Z"
 KNOWN = ((b"EventStart", "t", True), (b"UserId", "i", True),

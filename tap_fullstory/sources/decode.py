@@ -13,14 +13,20 @@ import re
 import typing as t
 
 import orjson
-from zlib_ng import gzip_ng
+from zlib_ng import gzip_ng, zlib_ng
 
 from tap_fullstory import text
 
 try:  # ISA-L inflates about a third faster than zlib-ng; both raise EOFError when truncated
     from isal.igzip import IGzipFile as _GzipFile
+    from isal.igzip_lib import IsalError as _InflateError
 except ImportError:  # pragma: no cover - isal has wheels for the usual platforms
     _GzipFile = gzip_ng.GzipNGFile  # type: ignore[misc,assignment]
+    _InflateError = zlib_ng.error
+
+#: A damaged compressed body (a bad deflate block, a bad header): neither library's error is an
+#: OSError, and the body is downloaded again like a truncated one.
+_CORRUPT = t.cast("tuple[type[BaseException], ...]", (OSError, _InflateError, zlib_ng.error))
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 4 << 20
@@ -98,20 +104,34 @@ def iter_rows(path: str, *, skip: int = 0, loads: t.Callable[[bytes], t.Any] = t
     """Yield each row of an export file (NDJSON or a JSON array), skipping the first `skip`.
     Rows are numbered from 1 in the file (NDJSON: the line number); a row that cannot be
     decoded goes to `on_bad` and is neither yielded nor counted in `skip`. The reference passes
-    `RecordMaker.loads`, which also marks the rows that may hold NUL."""
+    `RecordMaker.loads`, which also marks the rows that may hold NUL. A body that begins with
+    neither `{` nor `[` and has no row that decodes (an HTML error page, say) is not an export:
+    `MalformedExportError` with no row, whatever `on_bad` does with its lines."""
     body: t.BinaryIO | None = None
+    bad = 0
+
+    def set_aside(number: int, raw: bytes, cause: str) -> None:
+        nonlocal bad
+        bad += 1
+        on_bad(number, raw, cause)
+
     try:
         body = open_body(path)
         head = body.peek(64)  # type: ignore[attr-defined]
         first = head.lstrip()[:1]
-        rows = (_array_rows(body, loads, on_bad) if first == b"[" else
-                _ndjson_rows(body, loads, on_bad))
-        for index, row in enumerate(rows):
-            if index >= skip:
+        rows = (_array_rows(body, loads, set_aside) if first == b"[" else
+                _ndjson_rows(body, loads, set_aside))
+        decoded = 0
+        for decoded, row in enumerate(rows, 1):
+            if decoded > skip:
                 yield row
+        if not decoded and bad and first not in (b"{", b"["):
+            raise MalformedExportError(
+                f"the export is neither NDJSON nor a JSON array: it begins with {first!r} and none "
+                f"of its {bad} line(s) could be decoded")
     except EOFError as exc:
         raise TruncatedExportError(f"the export file is truncated ({exc})") from None
-    except OSError as exc:  # zlib: invalid or corrupt compressed data
+    except _CORRUPT as exc:  # invalid or corrupt compressed data
         raise TruncatedExportError(f"the export file is corrupt ({exc})") from None
     finally:
         if body is not None:
@@ -143,7 +163,7 @@ def body_blocks(path: str, block: int = CHUNK) -> t.Iterator[bytes]:
             data = body.read(block)
     except EOFError as exc:
         raise TruncatedExportError(f"the export file is truncated ({exc})") from None
-    except OSError as exc:
+    except _CORRUPT as exc:
         raise TruncatedExportError(f"the export file is corrupt ({exc})") from None
     finally:
         for layer in reversed(layers):
@@ -205,10 +225,7 @@ def _array_rows(body: t.BinaryIO, loads: t.Callable[[bytes], t.Any], bad: BadRow
                 acc = b"{" + parts[i + 1]
                 continue
             number += 1
-            if isinstance(row, dict):
-                yield row
-            else:
-                bad(number, candidate, "not a JSON object")
+            yield row  # JSON text that parses and ends with "}" is an object
             acc = b"{" + parts[i + 1]
     yield from _finish(acc, number, loads, bad)
 
