@@ -84,6 +84,9 @@ class Fitter:
 
     def __init__(self, fields: t.Iterable[tuple[str, str]]) -> None:
         self._kinds = dict(fields)
+        unknown = {kind for kind in self._kinds.values() if kind not in (INT, FLOAT, STR, TS)}
+        if unknown:
+            raise ValueError(f"field catalogue: unknown type(s) {sorted(unknown)}")
         #: Per row shape (keys, value types): what is left to check (`_plan`). An export's rows
         #: share a few hundred shapes, so most rows cost two tuples, a lookup, min/max in C.
         self._plans: dict[tuple[tuple[str, ...], tuple[type, ...]], _Plan] = {}
