@@ -113,7 +113,7 @@ def writer_only(emu: Emulator, files: list[Path]) -> tuple[int, float]:
     spent = 0.0
     writer = columnar.ColumnarDayWriter(
         lambda i: part_files.DayFile(Storage(), f"w-{i}.parquet"),  # type: ignore[arg-type]
-        lambda f: part_files.ParquetPart(f, schema), schema, kinds, logger=None, part_rows=10**9)
+        lambda f: part_files.ParquetPart(f, schema), schema, kinds, part_rows=10**9)
     splitter = Splitter(mobile=False)
     for path in files:
         keyer = EventKeyer(whole_window=False)

@@ -70,6 +70,9 @@ class Pairing:
         return self.tap_config.get("event_id", True)
 
 
+#: target-postgres's own defaults, which meltano.yml overrides (use_copy, validate_records).
+_PG_DEFAULTS = {"use_copy": False, "validate_records": True}
+
 PAIRINGS = [
     Pairing("duckdb", "tap-fullstory", "target-duckdb", "RECORD", "duckdb",
             note="target-duckdb as meltano.yml has it (batch_size_rows 100000, validate_records off)"),
@@ -81,10 +84,18 @@ PAIRINGS = [
             tap_config={"event_id": False}, target_config={"primary_key_required": False},
             note="no key (tap event_id off, target primary_key_required off): INSERT only, no UPDATE "
                  "pass; a re-exported window would then duplicate rows"),
+    # target-postgres as meltano.yml has it (use_copy, validate_records off: docs/misfits.md), and
+    # with the target's defaults (INSERT, validate_records on: the figures before issue #20)
     Pairing("postgres", "tap-fullstory", "target-postgres", "RECORD", "postgres"),
     Pairing("postgres-parquet", "tap-fullstory-parquet", "target-postgres", "Parquet batches",
             "postgres"),
-    Pairing("postgres-jsonl", "tap-fullstory-jsonl", "target-postgres", "JSONL batches", "postgres"),
+    Pairing("postgres-jsonl", "tap-fullstory-jsonl", "target-postgres", "JSONL batches", "postgres",
+            note="the job fullstory-to-postgres"),
+    Pairing("postgres-defaults", "tap-fullstory", "target-postgres", "RECORD", "postgres",
+            target_config=_PG_DEFAULTS, note="target defaults: INSERT, validate_records on"),
+    Pairing("postgres-jsonl-defaults", "tap-fullstory-jsonl", "target-postgres", "JSONL batches",
+            "postgres", target_config=_PG_DEFAULTS,
+            note="target defaults: INSERT, validate_records on"),
     Pairing("snowflake", "tap-fullstory", "target-snowflake", "RECORD", "snowflake"),
     Pairing("snowflake-arrow", "tap-fullstory-arrow", "target-snowflake", "Arrow batches", "snowflake"),
     Pairing("redshift", "tap-fullstory", "target-redshift", "RECORD", "redshift",

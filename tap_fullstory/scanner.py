@@ -30,7 +30,7 @@ try:
     from tap_fullstory import _columns  # type: ignore[attr-defined]
 except ImportError:  # no C compiler at install time: the pure-Python paths do the work
     _columns = None
-if _columns is not None and getattr(_columns, "API", None) != 2:  # an old build of csrc/: unused
+if _columns is not None and getattr(_columns, "API", None) != 3:  # an old build of csrc/: unused
     _columns = None
 
 AVAILABLE = _columns is not None
@@ -38,6 +38,8 @@ AVAILABLE = _columns is not None
 BLOCK = 8 << 20
 #: A buffer C allocated: (address, size, owner that frees it).
 Owned = tuple[int, int, object]
+#: The scanner's code for each catalogue type.
+KIND_CODES = {"integer": "i", "number": "f", "string": "s", "date-time": "t"}
 #: A column's scan spec: (name, kind, wanted[, ...]) as `columns.c` reads it.
 Spec = tuple[tuple[t.Any, ...], ...]
 

@@ -73,6 +73,7 @@ class _Metric(str, enum.Enum):
     """Metric names of the tap's own (the SDK's `metrics.Metric` lists only the SDK's)."""
 
     QUARANTINED_ROW_COUNT = "quarantined_row_count"
+    MISFIT_VALUE_COUNT = "misfit_value_count"
 
 
 def count_quarantined(stream: Stream, rows: int, **tags: t.Any) -> None:
@@ -81,3 +82,11 @@ def count_quarantined(stream: Stream, rows: int, **tags: t.Any) -> None:
     tags = {metrics.Tag.STREAM: stream.name, **tags}
     with metrics.Counter(_Metric.QUARANTINED_ROW_COUNT, tags) as counter:  # type: ignore[arg-type]
         counter.increment(rows)
+
+
+def count_misfits(stream: Stream, field: str, values: int, **tags: t.Any) -> None:
+    """Log the Singer counter metric `misfit_value_count` (values of `field` the misfit rule
+    nulled, their originals kept in CustomVars: `fits`) through the SDK's metrics logger."""
+    metric = t.cast(metrics.Metric, _Metric.MISFIT_VALUE_COUNT)
+    with metrics.Counter(metric, {metrics.Tag.STREAM: stream.name, "field": field, **tags}) as counter:
+        counter.increment(values)

@@ -151,6 +151,7 @@ class EventsStream(FullStoryHTTPStream):
             self.logger.info("Window %s: %d row(s) held NUL characters (U+0000): %s "
                              "(nul_characters=%s)", window.label, maker.nul_rows,
                              *(("removed", "strip") if maker.strip_nul else ("kept", "keep")))
+        self.report_misfits(window, maker)
         plan.progress.done(window, counter.rows, spooled.size, time.monotonic() - begun)
 
     def get_records(self, context: t.Any) -> t.Iterable[dict]:
@@ -238,6 +239,21 @@ class EventsStream(FullStoryHTTPStream):
             "the window loaded (on_bad_row=quarantine)", window.label, len(rows), shown, location)
         sdk.count_quarantined(self, len(rows), export_start=quarantine.export_start,
                               export_end=quarantine.export_end)
+
+    def report_misfits(self, window: Window, maker: RecordMaker) -> None:
+        """One WARNING per window for the values that did not fit their column's type (counted
+        per field), and the Singer metric `misfit_value_count` per field (docs/misfits.md)."""
+        counts = maker.fitter.take_counts()
+        if not counts:
+            return
+        fields = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+        self.logger.warning(
+            "Export %s: %d value(s) did not fit their column's type; written as null, each "
+            "original kept in CustomVars under its field's name (%s)", window.label,
+            sum(counts.values()), fields)
+        for name, n in sorted(counts.items()):
+            sdk.count_misfits(self, name, n, export_start=maker.export_start,
+                              export_end=maker.export_end)
 
     def log_fallbacks(self, window: Window, run: scanner.ChunkRun) -> None:
         """Chunks the C scanner left to the reference, per reason (INFO: they cost speed)."""

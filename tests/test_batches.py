@@ -397,7 +397,6 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
     """One window's rows written as the day batch would write them: the C scanner (resumed by
     the reference where it stops) or the reference alone. A row given as a str is written
     verbatim (raw JSON text). Returns the table and the scanner's `ChunkRun` (None: reference)."""
-    import logging
 
     from tap_fullstory.keys import EventKeyer, OutOfOrderError
     from tap_fullstory.records import RecordMaker
@@ -427,7 +426,7 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
             return self.url
 
     writer = ColumnarDayWriter(File, lambda f: ParquetPart(f, schema), schema, kinds,
-                               logging.getLogger("t"), part_rows=10**9, row_group_rows=7,
+                               part_rows=10**9, row_group_rows=7,
                                all_names=SCHEMA)
     maker = RecordMaker(mobile=False, use_keys=True, export_start="2024-01-01T00:00:00Z",
                         export_end="2024-01-02T00:00:00Z", strip_nul=strip_nul)
@@ -511,10 +510,11 @@ def test_scanner_takes_null_and_integral_values(tmp_path) -> None:
 
 @needs_scanner
 def test_scanner_falls_back_per_chunk(tmp_path) -> None:
-    """A known field in another case, a non-canonical timestamp, a type mismatch, an int64
-    overflow: only that chunk takes the reference, with the same values, counted per reason."""
+    """A known field in another case, a non-canonical timestamp, a nested object, an integer
+    beyond 64 bits: only that chunk takes the reference, with the same values, counted per
+    reason. A type mismatch (PageId "13") is the misfit rule's: C takes it, the same way."""
     rows = _rows(tweaks={3: {"eventSubType": "x"}, 20: {"PageStart": "2024-01-01T01:00:00+01:00"},
-                         33: {"PageId": "13"}, 45: {"UserId": 2**70}})
+                         33: {"page_obj": {"a": 1}}, 45: {"UserId": 2**70}, 50: {"PageId": "13"}})
     run = _same(tmp_path, rows)
     assert run.complete and sum(run.fallbacks.values()) >= 4
     assert "known field in another case" in run.fallbacks

@@ -283,4 +283,4 @@ def test_an_old_build_is_not_used() -> None:
         print(scanner.AVAILABLE, scanner._columns)
     """)
     assert out.strip() == "False None"
-    assert scanner._columns.API == 2
+    assert scanner._columns.API == 3

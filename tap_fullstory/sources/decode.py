@@ -53,6 +53,11 @@ def fail_on_bad_row(number: int, raw: bytes, cause: str) -> None:
     raise MalformedExportError(f"row {number} is {cause}", number)
 
 
+class UnusableRow(ValueError):
+    """Raised by a `loads` for a row that decodes but cannot be a record (an individual without
+    a valid key): a bad row, its message the cause."""
+
+
 class NotNDJSONError(ValueError):
     """The body is one JSON array, not NDJSON (`body_blocks`)."""
 
@@ -227,6 +232,8 @@ def _array_rows(body: t.BinaryIO, loads: t.Callable[[bytes], t.Any], bad: BadRow
 
 def _invalid(raw: bytes, exc: Exception) -> str:
     """Why a row could not be decoded: invalid UTF-8 (where), else the JSON parser's message."""
+    if isinstance(exc, UnusableRow):
+        return str(exc)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as bad:

@@ -9,6 +9,10 @@ past the last row: appended), `mode` (`insert`, the default: the other rows stay
 or `replace`) and `truncate` (also cut the body in half, as `truncated_gzip` does). In NDJSON the bytes are one line (or several, if they hold newlines); in a JSON
 array one element (the bytes go between the commas as they are).
 
+`misfit_values` serves values that do not fit their field's catalogue type (`data.MISFITS`: "" in
+a timestamp or integer field, a word, a fraction, a boolean...) in every `every`-th row (default
+7; JSON formats), so the misfit rule (tap_fullstory/fits.py) is tested end to end.
+
 `raw_body` serves `raw_b64` (or `raw=b"..."`) gzip-compressed as the whole body: an HTML error page, say, where
 the export should be.
 
@@ -31,7 +35,8 @@ import typing as t
 
 ENDPOINTS = ("create", "operation", "operations_list", "results", "download", "list", "get", "segments")
 ANY = ("429_json", "429_html", "500", "503", "reset", "404", "401")
-BODY = ("reset_after_bytes", "truncated_gzip", "malformed_row", "raw_row", "raw_body", "expired")  # download/get
+BODY = ("reset_after_bytes", "truncated_gzip", "malformed_row", "raw_row", "raw_body", "expired",
+        "misfit_values")  # download/get only
 OPERATION = ("failed", "stuck_pending")  # operation only
 DELAY = ("stall",)  # any endpoint; the answer comes late
 KINDS = ANY + BODY + OPERATION + DELAY
@@ -77,6 +82,8 @@ class Fault:
                 raise ValueError("raw_row mode must be insert or replace")
             if int(self.params.setdefault("row", 1)) < 1:
                 raise ValueError("raw_row row must be >= 1")
+        if self.kind == "misfit_values" and int(self.params.setdefault("every", 7)) < 1:
+            raise ValueError("misfit_values every must be >= 1")
 
     def raw_row(self) -> tuple[int, bytes, bool]:
         """(position, bytes, replace) of a raw_row fault."""

@@ -291,6 +291,9 @@ class Handler(BaseHTTPRequestHandler):
         elif kind == "raw_row" and fault is not None:
             spec = dataclasses.replace(spec, raw_rows=(fault.raw_row(),))
             entry = emu.cache.get(spec, background=False)
+        elif kind == "misfit_values" and fault is not None:
+            spec = dataclasses.replace(spec, misfit_every=int(fault.params["every"]))
+            entry = emu.cache.get(spec, background=False)
         entry.done.wait()
         if entry.error:
             return self._error(500, "internal", f"could not build the file: {entry.error}")

@@ -42,7 +42,7 @@ class ColumnarDayWriter:
 
     def __init__(self, open_part: t.Callable[[int], DayFile],
                  part_format: t.Callable[[t.IO[bytes]], PartFile], schema: pa.Schema,
-                 kinds: list[Kind], logger: t.Any, part_rows: int,
+                 kinds: list[Kind], part_rows: int,
                  row_group_rows: int = ROW_GROUP_ROWS, all_names: t.Iterable[str] = ()) -> None:
         self._open_part = open_part
         self._part_format = part_format
@@ -53,7 +53,7 @@ class ColumnarDayWriter:
         self.kinds = kinds
         self.names = schema.names
         self._ignored = [n for n in all_names if n not in set(self.names)]  # deselected
-        self.converter = Converter(logger)
+        self.converter = Converter()
         self.rows = 0
         self._n = 0
         self._cols: dict[str, list[t.Any]] = self._new_columns()
@@ -224,11 +224,10 @@ def write_columns(path: str, writer: ColumnarDayWriter, maker: RecordMaker) -> C
     Stops (run.complete False, run.written exact) where the window's reference must decide
     (`scanner.STOP`, a JSON array too): it resumes after the rows written."""
     run = ChunkRun()
-    kinds = dict(zip(writer.names, writer.kinds, strict=True))
     window_ts = {name: pa.scalar(value).cast(TS_TYPE) for name, value in
                  ((EXPORT_START, maker.export_start), (EXPORT_END, maker.export_end))}
     splitter = maker.splitter
-    columns = NativeChunks(writer.schema, kinds, splitter.column_names,
+    columns = NativeChunks(writer.schema, splitter.column_names, maker.fitter,
                            use_keys=maker.use_keys, window_ts=window_ts)
     try:
         for chunk, after, scanned in scanner.scanned_chunks(path, splitter, columns.scan):

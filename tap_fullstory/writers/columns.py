@@ -1,7 +1,8 @@
 """The day parts' columns: an explicit Arrow schema, and rows -> Arrow, from Python values (the
 reference) or from the C scanner's buffers (`NativeChunks`, no copy).
 
-Types are never inferred from values (the SDK's default encoder does, and breaks on the CustomVars
+Every record already fits its columns (the misfit rule, `fits`): nothing is coerced here. Types
+are never inferred from values (the SDK's default encoder does, and breaks on the CustomVars
 object column): integer -> int64, number -> float64, date-time -> timestamp[us, UTC] (milliseconds
 kept), CustomVars -> JSON text as the canonical `arrow.json` extension type (Parquet's JSON
 logical type). A chunk C cannot prove identical goes through the reference instead
@@ -10,8 +11,6 @@ logical type). A chunk C cannot prove identical goes through the reference inste
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import typing as t
 
 import orjson
@@ -26,6 +25,8 @@ from tap_fullstory.writers.encode import default
 
 if t.TYPE_CHECKING:
     from singer_sdk import Stream
+
+    from tap_fullstory.fits import Fitter
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
 _JSON_OPTS = orjson.OPT_NON_STR_KEYS
@@ -70,16 +71,13 @@ def arrow_schema(stream: Stream) -> tuple[pa.Schema, list[Kind]]:
 
 
 class Converter:
-    """Python values of one column -> an Arrow array of the column's type.
+    """Python values of one column -> an Arrow array of the column's type, one `pa.array` call
+    per column (timestamps: a string array cast in C++).
 
-    The fast path is one `pa.array` call per column (timestamps: a string array cast in C++).
-    Values that do not fit (a string in an integer column, an unparseable timestamp) take a
-    per-value path; values that cannot be represented become null and are counted.
+    Every value already fits its column (the misfit rule, `fits`, made the records): nothing is
+    coerced here. `pa.array` would truncate 1.5 to 1 in an int64 column, so a value that did not
+    fit would be a bug upstream; where pyarrow notices one, it is an error naming the column.
     """
-
-    def __init__(self, logger: t.Any) -> None:
-        self.logger = logger
-        self.nulled: dict[str, int] = {}
 
     def convert(self, name: str, kind: Kind, values: list[t.Any]) -> pa.Array:
         try:
@@ -91,67 +89,13 @@ class Converter:
             if kind == "date-time":
                 return pc.cast(pa.array(values, pa.string()), TS_TYPE)
             return pa.array(values, _ARROW[kind])
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
-            return self._slow(name, kind, values)
-
-    def _slow(self, name: str, kind: Kind, values: list[t.Any]) -> pa.Array:
-        fix = _FIXERS[kind]
-        out: list[t.Any] = []
-        lost = 0
-        for v in values:
-            fixed = fix(v) if v is not None else None
-            lost += fixed is None and v is not None
-            out.append(fixed)
-        if lost:
-            self.nulled[name] = self.nulled.get(name, 0) + lost
-            self.logger.warning("BATCH: %d value(s) of %s do not fit type %s; written as null",
-                                lost, name, kind)
-        if kind == "date-time":
-            return pa.array(out, TS_TYPE)
-        return pa.array(out, _ARROW[kind])
-
-
-def _to_int(v: t.Any) -> int | None:
-    with contextlib.suppress(ValueError, TypeError, OverflowError):
-        n = int(v) if not isinstance(v, float) or v.is_integer() else None
-        if n is not None and -(2**63) <= n < 2**63:
-            return n
-    return None
-
-
-def _to_float(v: t.Any) -> float | None:
-    with contextlib.suppress(ValueError, TypeError):
-        return float(v)
-    return None
-
-
-def _to_bool(v: t.Any) -> bool | None:
-    return v if isinstance(v, bool) else None
-
-
-def _to_str(v: t.Any) -> str:
-    return v if isinstance(v, str) else orjson.dumps(v, default=default, option=_JSON_OPTS).decode()
-
-
-def _to_ts(v: t.Any) -> dt.datetime | None:
-    if not isinstance(v, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
-
-_FIXERS: dict[str, t.Callable[[t.Any], t.Any]] = {
-    "integer": _to_int, "number": _to_float, "boolean": _to_bool, "string": _to_str,
-    "date-time": _to_ts, "json": lambda v: v,
-}
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError) as exc:
+            raise ValueError(f"column {name}: a value does not fit type {kind} ({exc}); every "
+                             "record should fit (fits.py): this is a bug") from None
 
 
 # --- C's buffers -> Arrow (the fast path) ------------------------------------------------
 
-_KIND = {"integer": "i", "number": "f", "string": "s", "date-time": "t"}
 #: C parses timestamps in FullStory's form to microseconds (any other form: refused).
 _C_ARROW = {"i": pa.int64(), "f": pa.float64(), "s": pa.string(), "t": TS_TYPE}
 
@@ -168,22 +112,21 @@ class Scanned(t.NamedTuple):
     custom: tuple[Owned, Owned]
     identity: tuple[Owned, Owned] | None  # EventId: offsets, 32 hex characters per row
     floats: bytes
+    misfits: tuple[int, ...]  # per known field: values the misfit rule nulled
 
 
 class NativeChunks:
     """Per window: the scanner's spec, and the batch for each scanned chunk."""
 
-    def __init__(self, schema: pa.Schema, kinds: dict[str, str], known: list[str], *,
+    def __init__(self, schema: pa.Schema, known: list[str], fitter: Fitter, *,
                  use_keys: bool, window_ts: dict[str, pa.Scalar]) -> None:
-        """`kinds`: the writer's kind per schema column; `known`: every known export field
-        (Splitter's columns, selected or not)."""
+        """`known`: every known export field (Splitter's columns, selected or not), each typed
+        by `fitter`: the misfit rule applies to every one (their originals go to CustomVars)."""
         self.schema = schema
-        # EventStart is always scanned: the EventId ordinals follow it, selected or not.
-        wanted = {name for name in schema.names if name in kinds} | {"EventStart"}
-        self._out = [name for name in known if name in wanted]
-        self._kinds = {name: _KIND[kinds.get(name, "date-time")] for name in self._out}
-        self._spec = tuple((name.encode(), self._kinds.get(name, "s"), name in wanted)
-                           for name in known)
+        self.known = known
+        self._fitter = fitter
+        self._kinds = {name: scanner.KIND_CODES[fitter.kind(name)] for name in known}
+        self._spec = tuple((name.encode(), self._kinds[name], True) for name in known)
         self._identity = (tuple(known.index(name) for name in IDENTITY_FIELDS)
                           if use_keys else None)
         self._window_ts = window_ts
@@ -195,12 +138,15 @@ class NativeChunks:
         return result if isinstance(result, str) else Scanned(*result)
 
     def batch(self, scanned: Scanned | str) -> pa.RecordBatch:
+        """The chunk's record batch (its misfits counted with the window's); Fallback when C
+        refused it or a float would differ."""
         if isinstance(scanned, str):
             raise Fallback(scanned)
         n = scanned.rows
         self._floats.check(scanned.floats)
+        self._fitter.add_counts(self.known, scanned.misfits)
         arrays: dict[str, pa.Array] = {}
-        for name, buffers in zip(self._out, scanned.columns, strict=True):
+        for name, buffers in zip(self.known, scanned.columns, strict=True):
             kind = self._kinds[name]
             arrays[name] = pa.Array.from_buffers(_C_ARROW[kind], n, [_buffer(b) for b in buffers])
         custom = pa.Array.from_buffers(pa.string(), n, [None, *map(_buffer, scanned.custom)])

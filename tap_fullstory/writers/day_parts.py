@@ -134,8 +134,8 @@ def make_writer(stream: Stream, settings: BatchSettings, storage: StorageTarget,
     else:
         part_format = lambda file: ParquetPart(file, schema)  # noqa: E731
     ext = "arrow" if settings.format == "arrow" else "parquet"
-    return ColumnarDayWriter(opener(ext), part_format, schema, kinds, stream.logger,
-                             settings.part_rows, all_names=stream.schema["properties"])
+    return ColumnarDayWriter(opener(ext), part_format, schema, kinds, settings.part_rows,
+                             all_names=stream.schema["properties"])
 
 
 @dataclass

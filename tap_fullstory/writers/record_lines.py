@@ -128,14 +128,14 @@ class NativeRecords:
     """Per window: a chunk's RECORD lines from C, byte for byte what `ChunkEncoder.encode`
     writes (the record's keys in the row's order, EventId, CustomVars, the export window)."""
 
-    def __init__(self, encoder: ChunkEncoder, known: list[str], timestamps: t.Collection[str]
-                 ) -> None:
-        """`known`: Splitter's columns; `timestamps`: those Splitter normalises (C requires
-        FullStory's form, which Splitter passes through untouched)."""
+    def __init__(self, encoder: ChunkEncoder, known: list[str]) -> None:
+        """`known`: Splitter's columns, each typed as the misfit rule types it (`fits`),
+        deselected ones too: their misfits go to CustomVars as on the per-record path."""
         drop = set(encoder.drop)
         maker = encoder.maker
-        self._spec = tuple((name.encode(), "t" if name in timestamps else "s",
-                            name in timestamps, name not in drop) for name in known)
+        self._fitter, self._known = maker.fitter, known
+        self._spec = tuple((name.encode(), scanner.KIND_CODES[maker.fitter.kind(name)], True,
+                            name not in drop) for name in known)
         self._identity = (tuple(known.index(name) for name in IDENTITY_FIELDS)
                           if maker.use_keys else None)
         window = {EXPORT_START: maker.export_start, EXPORT_END: maker.export_end}
@@ -144,20 +144,24 @@ class NativeRecords:
                           for name in (EXPORT_START, EXPORT_END)))
         self._floats = FloatCheck()
 
-    def scan(self, chunk: t.Any, after: t.Any) -> tuple[int, Owned, bytes] | str:
+    def scan(self, chunk: t.Any, after: t.Any
+             ) -> tuple[int, Owned, bytes, tuple[int, ...]] | str:
         """The C pass (on the parse thread); a str is its refusal."""
         result = scanner.split(chunk, self._spec, self._identity, after, self._record)
         if isinstance(result, str):
             return result
-        return result[0], result[2], result[4]
+        return result[0], result[2], result[4], result[5]
 
-    def lines(self, scanned: tuple[int, Owned, bytes] | str) -> tuple[t.Any, int]:
+    def lines(self, scanned: tuple[int, Owned, bytes, tuple[int, ...]] | str
+              ) -> tuple[t.Any, int]:
         """(RECORD lines, rows); Fallback when C refused the chunk or a float would differ.
-        The lines are C's buffer itself (ctypes view); it is freed with the view."""
+        The lines are C's buffer itself (ctypes view); it is freed with the view. The chunk's
+        misfits are counted with the window's."""
         if isinstance(scanned, str):
             raise Fallback(scanned)
-        rows, (address, size, owner), floats = scanned
+        rows, (address, size, owner), floats, misfits = scanned
         self._floats.check(floats)
+        self._fitter.add_counts(self._known, misfits)
         view = (ctypes.c_char * size).from_address(address)
         view._owner = owner  # type: ignore[attr-defined]  # keeps the C buffer alive
         return view, rows
@@ -173,7 +177,7 @@ def write_records(path: str, encoder: ChunkEncoder) -> ChunkRun:
     if fd is None:
         return run
     splitter = encoder.maker.splitter
-    records = NativeRecords(encoder, splitter.column_names, splitter.timestamp_names)
+    records = NativeRecords(encoder, splitter.column_names)
     try:
         for chunk, after, scanned in scanner.scanned_chunks(path, splitter, records.scan):
             run.chunks += 1

@@ -105,6 +105,6 @@ def test_mobile_fields_and_a_given_catalogue() -> None:
     (web,) = maker(mobile=False).records([RecordMaker.loads(text)])
     assert mobile["AppName"] == "shop" and "AppName" not in mobile["CustomVars"]
     assert "AppName" not in web and web["CustomVars"]["AppName"] == "shop"
-    own_fields = [("EventStart", "timestamp"), ("Foo", "integer")]
+    own_fields = [("EventStart", "date-time"), ("Foo", "integer")]
     (own,) = maker(fields=own_fields).records([RecordMaker.loads(text)])
     assert own["Foo"] == 1 and own["CustomVars"] == {"AppName": "shop"}
