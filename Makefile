@@ -42,13 +42,17 @@ about: venv
 clean:
 	rm -rf .venv .venv-* .meltano output bench/out
 
-include ci/services.mk
+include mk/services.mk
 
 readme: venv
 	$(BIN)/python scripts/readme_settings.py
-include ci/demo.mk
-include ci/bench.mk
-include ci/sanitize.mk
-include ci/snowflake.mk
-include ci/backfill.mk
-include ci/e2e.mk
+include mk/demo.mk
+include mk/bench.mk
+include mk/sanitize.mk
+include mk/snowflake.mk
+include mk/backfill.mk
+include mk/e2e.mk
+include mk/redshift.mk
+include mk/require.mk
+include mk/mutate.mk
+include mk/dbt.mk

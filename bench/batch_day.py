@@ -83,7 +83,6 @@ def writer_only(emu: Emulator, files: list[Path]) -> tuple[int, float]:
     """Rows and seconds spent inside the Parquet writer, records coming from the real pipeline."""
     import pyarrow.parquet as pq  # noqa: F401
 
-    from tap_fullstory import batches, parquet
     from tap_fullstory.fields import (
         CUSTOM_VARS,
         EVENT_ID,
@@ -94,13 +93,14 @@ def writer_only(emu: Emulator, files: list[Path]) -> tuple[int, float]:
     )
     from tap_fullstory.keys import EventKeyer
     from tap_fullstory.sources.decode import iter_rows
+    from tap_fullstory.writers import columnar, columns, part_files
 
     class Stub:  # what arrow_schema needs from the stream: schema and catalog mask
         name = "events"
         schema = singer_schema(mobile=False)
         mask: t.ClassVar[dict] = {}
 
-    schema, kinds = parquet.arrow_schema(Stub())  # type: ignore[arg-type]
+    schema, kinds = columns.arrow_schema(Stub())  # type: ignore[arg-type]
     out = Path(tempfile.mkdtemp(prefix="bench-writer-"))
 
     class Storage:
@@ -111,9 +111,9 @@ def writer_only(emu: Emulator, files: list[Path]) -> tuple[int, float]:
             return (out / name).as_uri()
 
     spent = 0.0
-    writer = parquet.ColumnarDayWriter(
-        lambda i: batches.DayFile(Storage(), f"w-{i}.parquet"),  # type: ignore[arg-type]
-        lambda f: parquet.ParquetPart(f, schema), schema, kinds, logger=None, part_rows=10**9)
+    writer = columnar.ColumnarDayWriter(
+        lambda i: part_files.DayFile(Storage(), f"w-{i}.parquet"),  # type: ignore[arg-type]
+        lambda f: part_files.ParquetPart(f, schema), schema, kinds, part_rows=10**9)
     splitter = Splitter(mobile=False)
     for path in files:
         keyer = EventKeyer(whole_window=False)

@@ -2,8 +2,8 @@
 the rows that landed, and measure the engine's own speed on the same bytes (its "limit").
 
 A warehouse that cannot run here says why (``unavailable``) and the harness reports its pairings as
-"not available: <reason>" instead of failing. Services are the ones `make test` uses: ci/pg.sh
-(PostgreSQL), ci/gcp.sh (fake-gcs-server + bqemulator), the plugins' own venvs for DuckDB.
+"not available: <reason>" instead of failing. Services are the ones `make test` uses: standins/pg.sh
+(PostgreSQL), standins/gcp.sh (fake-gcs-server + bqemulator), the plugins' own venvs for DuckDB.
 """
 
 from __future__ import annotations
@@ -169,13 +169,13 @@ class Postgres(Warehouse):
         for d in (work, self.run):  # the 'postgres' OS user must traverse it
             d.chmod(0o755)
         self.env = {**os.environ, "PGPORT": str(free_port()), "RUN": str(self.run)}
-        out = subprocess.run(["bash", str(ROOT / "ci" / "pg.sh"), "up"], env=self.env, check=True,
+        out = subprocess.run(["bash", str(ROOT / "standins" / "pg.sh"), "up"], env=self.env, check=True,
                              capture_output=True, text=True, cwd=self.run)
         self.url = out.stdout.strip().splitlines()[-1]
         self.port = self.env["PGPORT"]
 
     def stop(self) -> None:
-        subprocess.run(["bash", str(ROOT / "ci" / "pg.sh"), "down"], env=self.env, capture_output=True)
+        subprocess.run(["bash", str(ROOT / "standins" / "pg.sh"), "down"], env=self.env, capture_output=True)
 
     def server_pids(self) -> list[int]:
         return _pid_files(self.run / f"pgdata-{self.port}" / "postmaster.pid")
@@ -269,13 +269,13 @@ class BigQuery(Warehouse):
                     "BQ_GRPC_PORT": str(free_port()), "GCSVENV": str(ROOT / ".venv-gcs"),
                     "BQVENV": str(ROOT / ".venv-bq")}
         # cwd: bqemulator's DuckDB spills to ./.tmp under memory pressure; keep that in the work dir
-        out = subprocess.run(["bash", str(ROOT / "ci" / "gcp.sh"), "up"], env=self.env, check=True,
+        out = subprocess.run(["bash", str(ROOT / "standins" / "gcp.sh"), "up"], env=self.env, check=True,
                              capture_output=True, text=True, timeout=300, cwd=run).stdout
         self.svc = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines()
                         if line.startswith("export "))
 
     def stop(self) -> None:
-        subprocess.run(["bash", str(ROOT / "ci" / "gcp.sh"), "down"], env=self.env, capture_output=True)
+        subprocess.run(["bash", str(ROOT / "standins" / "gcp.sh"), "down"], env=self.env, capture_output=True)
 
     def server_pids(self) -> list[int]:
         run = Path(self.env["RUN"])
@@ -339,19 +339,19 @@ class JsonlFiles(Warehouse):
 
 class Snowflake(Warehouse):
     """fakesnow (Snowflake on DuckDB) under the target, the way tests/test_snowflake.py runs it: Meltano
-    runs ci/target-snowflake-fakesnow (the target in-process under fakesnow, .venv-snowflake) instead of
+    runs standins/target-snowflake-fakesnow (the target in-process under fakesnow, .venv-snowflake) instead of
     an installed target-snowflake, its databases in a directory per pairing."""
 
     name = "snowflake"
     limit_note = ("fakesnow is DuckDB underneath, so its speed, not Snowflake's, bounds these runs; "
                   "limit: DuckDB read_json CTAS with fakesnow's duckdb")
     venv = Path(os.environ.get("SNOWFLAKE_VENV") or ROOT / ".venv-snowflake")
-    wrapper = ROOT / "ci" / "target-snowflake-fakesnow"
-    sql = ROOT / "ci" / "fakesnow_sql.py"
+    wrapper = ROOT / "standins" / "target-snowflake-fakesnow"
+    sql = ROOT / "standins" / "fakesnow_sql.py"
 
     def unavailable(self) -> str | None:
         if not self.wrapper.exists() or not self.sql.exists():
-            return "ci/target-snowflake-fakesnow not in this checkout (the snowflake branch)"
+            return "standins/target-snowflake-fakesnow not in this checkout (the snowflake branch)"
         if not (self.venv / "bin" / "fakesnow").exists():
             return f"{self.venv.name} missing (make snowflake-venv)"
         return None

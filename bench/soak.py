@@ -6,7 +6,7 @@ and compare the final PostgreSQL table with a clean run.
                                    [--max-pending-exports N] [--prepare-seconds S]
 
 One emulator (in this process) serves a ``--days`` backfill; one PostgreSQL (started with
-ci/pg.sh on a free port unless ``--pg-url`` points at a running one) receives everything through
+standins/pg.sh on a free port unless ``--pg-url`` points at a running one) receives everything through
 meltanolabs-target-postgres (``.venv-pg``; upsert on EventId, no record metadata), the tap's
 stdout piped straight into the target's stdin.
 
@@ -66,7 +66,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def postgres(url: str | None) -> t.Iterator[str]:
-    """The given server, or a throwaway one from ci/pg.sh; yields the URL of a fresh database."""
+    """The given server, or a throwaway one from standins/pg.sh; yields the URL of a fresh database."""
     if url:
         yield _fresh_database(url)
         return
@@ -74,13 +74,13 @@ def postgres(url: str | None) -> t.Iterator[str]:
     run.chmod(0o755)  # the server may run as the 'postgres' OS user
     env = {**os.environ, "PGPORT": str(_free_port()), "RUN": str(run)}
     try:
-        up = subprocess.run(["bash", str(ROOT / "ci" / "pg.sh"), "up"], env=env, capture_output=True,
+        up = subprocess.run(["bash", str(ROOT / "standins" / "pg.sh"), "up"], env=env, capture_output=True,
                             text=True, timeout=120)
         if up.returncode != 0:
-            raise SystemExit(f"ci/pg.sh up failed:\n{up.stdout}\n{up.stderr}")
+            raise SystemExit(f"standins/pg.sh up failed:\n{up.stdout}\n{up.stderr}")
         yield _fresh_database(up.stdout.strip().splitlines()[-1])
     finally:
-        subprocess.run(["bash", str(ROOT / "ci" / "pg.sh"), "down"], env=env, capture_output=True, timeout=60)
+        subprocess.run(["bash", str(ROOT / "standins" / "pg.sh"), "down"], env=env, capture_output=True, timeout=60)
         shutil.rmtree(run, ignore_errors=True)
 
 

@@ -1,12 +1,13 @@
-"""`make demo`: the local FullStory emulator -> `meltano run tap-fullstory target-duckdb` -> a short summary.
+"""`make demo`: the local FullStory emulator -> `meltano run tap-fullstory target-duckdb dbt-duckdb:run` -> a summary.
 
 Starts the emulator with a sample organisation (3 UTC days from 2024-01-01, a few hundred events a day), runs
-Meltano's `dev` environment against it (both streams: events and individuals), prints rows per UTC day, users per
-day, the top event types, the top individuals and the most common custom vars from output/fullstory.duckdb, and
-stops the emulator (also when anything fails or on Ctrl-C).
+Meltano's `dev` environment against it (both streams: events and individuals, then the dbt models of transform/),
+prints a summary read from the models in output/fullstory.duckdb (schema analytics: sessions and users per day, top
+pages by time on page, frustration hot spots, most active users, failed requests), and stops the emulator (also
+when anything fails or on Ctrl-C).
 
 Run it again: Meltano's state (the bookmark 2024-01-04T00:00:00Z in .meltano/meltano.db) makes the second run
-export nothing and add 0 rows. `rm -rf output .meltano/meltano.db` starts over.
+export nothing and add 0 rows, and the incremental models keep every row count. `make demo-clean` starts over.
 
 usage: python scripts/demo.py [--meltano PATH] [--timeout SECONDS]
        python scripts/demo.py --summary-only DB   (print the summary of an existing DuckDB file)
@@ -29,37 +30,38 @@ START, DAYS, EVENTS_PER_HOUR, SEED, API_KEY = "2024-01-01T00:00:00Z", 3, 12, 7, 
 TABLE = "main.events"  # target-duckdb lower-cases column names: eventstart, eventtype, customvars, ...
 PEOPLE = "main.individuals"  # one row per individual (key indvid), upserted by target-duckdb
 
+MODELS = "analytics"  # the dbt models (transform/), built by the job's `dbt-duckdb:run` step
+MODEL_TABLES = ("fs_page_views", "fs_sessions", "fs_users", "fs_frustrations", "fs_custom_events", "fs_failed_requests")
+
+# The summary reads the models only: sessions, page views, users and frustration signals are built by dbt.
 SUMMARY_SQL = {
-    "Rows per UTC day": f"""
-        select strftime(eventstart::date, '%Y-%m-%d') as day, count(*) as events,
-               count(distinct sessionid) as sessions, count(distinct userid) as users
-        from {TABLE} group by 1 order by 1""",
-    "Users per UTC day (events joined to individuals)": f"""
-        with e as (select *, eventstart::date as d, min(eventstart::date) over (partition by indvid) as first_day
-                   from {TABLE})
-        select strftime(d, '%Y-%m-%d') as day, count(distinct indvid) as individuals,
-               count(distinct indvid) filter (where i.uid <> '') as identified,
-               count(distinct indvid) filter (where first_day = d) as new,
-               round(count(*) / count(distinct indvid), 1) as events_per_individual
-        from e left join {PEOPLE} i using (indvid) group by d order by d""",
-    "Top individuals (individuals table)": f"""
-        select indvid, coalesce(nullif(uid, ''), '(anonymous)') as uid, numevents, numsessions,
-               round(totalsec / 60, 1) as minutes, strftime(lasteventstart, '%Y-%m-%d %H:%M') as last_event,
-               coalesce(customvars ->> '$.user_plan_str', '') as plan
-        from {PEOPLE} order by numevents desc, indvid limit 5""",
-    "Top event types": f"""
-        select eventtype, count(*) as events from {TABLE} group by 1 order by 2 desc, 1 limit 5""",
-    "Most common custom vars (CustomVars JSON)": f"""
-        with kv as (
-            select unnest(json_keys(customvars)) as var, customvars from {TABLE}
-            where customvars is not null
-        ), vals as (
-            select var, coalesce(json_extract_string(customvars, '$."' || var || '"'), 'null') as value,
-                   count(*) as n
-            from kv group by 1, 2
-        )
-        select var, sum(n)::bigint as events, arg_max(value, n) as most_common_value
-        from vals group by var order by events desc, var limit 8""",
+    "Sessions and users per UTC day (fs_sessions)": f"""
+        select strftime(session_date, '%Y-%m-%d') as day, count(*) as sessions, count(distinct indv_id) as users,
+               count(distinct indv_id) filter (where user_app_key <> '') as identified,
+               round(median(duration_ms) / 1000, 1) as median_duration_s, round(avg(pages), 1) as pages_per_session,
+               sum(rage_clicks) as rage_clicks, sum(dead_clicks) as dead_clicks
+        from {MODELS}.fs_sessions group by session_date order by session_date""",
+    "Top pages by time on page (fs_page_views)": f"""
+        select regexp_replace(page_url, '^https?://[^/]+', '') as page, count(*) as views,
+               round(avg(duration_ms) / 1000, 1) as avg_time_s, round(avg(active_ms) / 1000, 1) as avg_active_s,
+               round(avg(max_scroll_depth_pct)) as avg_scroll_pct, round(avg(load_event_ms)) as avg_load_ms
+        from {MODELS}.fs_page_views group by page order by sum(duration_ms) desc, page limit 5""",
+    "Frustration hot spots (fs_frustrations)": f"""
+        select regexp_replace(page_url, '^https?://[^/]+', '') as page, count(*) as signals,
+               count(*) filter (where kind = 'rage') as rage_bursts, count(*) filter (where kind = 'dead') as dead,
+               count(*) filter (where kind = 'error') as error, count(*) filter (where kind = 'suspicious') as suspicious,
+               count(distinct session_key) as sessions,
+               mode(coalesce(nullif(event_target_text, ''), event_target_selector, '')) as top_target
+        from {MODELS}.fs_frustrations group by page order by signals desc, page limit 5""",
+    "Most active users (fs_users)": f"""
+        select indv_id, coalesce(nullif(uid, ''), '(anonymous)') as uid, sessions, pages,
+               round(active_ms / 60000, 1) as active_min, coalesce(user_plan_str, '') as plan,
+               strftime(last_seen_at, '%Y-%m-%d %H:%M') as last_seen, fs_num_sessions as fs_sessions_all_time
+        from {MODELS}.fs_users order by sessions desc, events desc, indv_id limit 5""",
+    "Failed requests (fs_failed_requests)": f"""
+        select req_method as method, regexp_replace(req_url, '^https?://[^/]+', '') as url, req_status as status,
+               count(*) as requests
+        from {MODELS}.fs_failed_requests group by all order by requests desc, url, status limit 5""",
 }
 
 
@@ -79,11 +81,17 @@ def count_rows(db: Path, table: str = TABLE) -> int:
         return 0
     con = _connect(db)
     try:
-        exists = con.execute("select count(*) from information_schema.tables where table_schema = 'main' "
-                             "and table_name = ?", [table.split(".")[-1]]).fetchone()[0]
+        schema, name = table.split(".")
+        exists = con.execute("select count(*) from information_schema.tables where table_schema = ? "
+                             "and table_name = ?", [schema, name]).fetchone()[0]
         return int(con.execute(f"select count(*) from {table}").fetchone()[0]) if exists else 0
     finally:
         con.close()
+
+
+def model_counts(db: Path) -> dict[str, int]:
+    """Rows in each dbt model (0 before the first run)."""
+    return {m: count_rows(db, f"{MODELS}.{m}") for m in MODEL_TABLES}
 
 
 def print_summary(db: Path) -> None:
@@ -92,7 +100,7 @@ def print_summary(db: Path) -> None:
         for title, sql in SUMMARY_SQL.items():
             cur = con.execute(sql)
             cols = [d[0] for d in cur.description]
-            rows = [[str(v) for v in row] for row in cur.fetchall()]
+            rows = [[" ".join(str(v).split()) for v in row] for row in cur.fetchall()]
             widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
             print(f"\n{title}:")
             print("  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
@@ -150,6 +158,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     DB.parent.mkdir(parents=True, exist_ok=True)
     before, people_before = count_rows(DB), count_rows(DB, PEOPLE)
+    models_before = model_counts(DB)
     emulator = None
     try:
         t0 = time.monotonic()
@@ -158,7 +167,7 @@ def main() -> int:
         env = {**os.environ, "MELTANO_ENVIRONMENT": "dev", "TAP_FULLSTORY_API_URL": url,
                "TAP_FULLSTORY_API_KEY": API_KEY, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
                "MELTANO_CLI_DISABLE_VERSION_CHECK": "true"}
-        cmd = [args.meltano, "--environment", "dev", "run", "tap-fullstory", "target-duckdb"]
+        cmd = [args.meltano, "--environment", "dev", "run", "tap-fullstory", "target-duckdb", "dbt-duckdb:run"]
         log("$ " + " ".join(["meltano", *cmd[1:]]))
         log_path = ROOT / "output" / "demo-meltano.log"
         with open(log_path, "w") as fh:
@@ -183,9 +192,15 @@ def main() -> int:
         + (", none: the state bookmark says everything up to 2024-01-04 is loaded)" if after == before else ")"))
     log(f"{DB.relative_to(ROOT)}: {people} rows in individuals ({people - people_before} added by this run; "
         "one row per individual, updated in place)")
+    models_after = model_counts(DB)
+    changed = {m: n - models_before.get(m, 0) for m, n in models_after.items() if n != models_before.get(m, 0)}
+    log(f"models ({MODELS} schema, built by dbt-duckdb:run): "
+        + ", ".join(f"{m} {n}" for m, n in models_after.items())
+        + (f"; rows added by this run: {changed}" if changed else "; row counts unchanged by this run"))
     summary_with_fallback(DB)
     print(f"\nExplore: .meltano/loaders/target-duckdb/venv/bin/python -c \"import duckdb; "
-          f"print(duckdb.connect('{DB.relative_to(ROOT)}', read_only=True).sql('from events limit 5'))\"")
+          f"print(duckdb.connect('{DB.relative_to(ROOT)}', read_only=True).sql('from analytics.fs_sessions limit 5'))\"")
+    print("Models:  docs/models.md (grain, keys, one example query each)")
     print("State:   .venv-meltano/bin/meltano state get dev:tap-fullstory-to-target-duckdb")
     return 0
 

@@ -7,6 +7,7 @@ The catalogue is data, not code: a new FullStory field is one line here. Order f
 from __future__ import annotations
 
 import datetime as dt
+import re
 import typing as t
 
 INT, FLOAT, STR, TS = "integer", "number", "string", "date-time"
@@ -183,18 +184,45 @@ class Splitter:
         return row, custom
 
 
-def normalize_timestamp(value: t.Any) -> t.Any:
-    """RFC 3339 UTC with 'Z', keeping milliseconds (or finer). FullStory's own form passes untouched."""
-    if not isinstance(value, str):
+#: RFC 3339 date-time (a space for T, as RFC 3339 allows; no zone means UTC), at most
+#: microseconds: a finer fraction would be truncated, so such a text is not normalised.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})?", re.ASCII)
+_UTC = dt.timezone.utc
+_fromisoformat = dt.datetime.fromisoformat
+
+
+def rfc3339_utc(value: str) -> str | None:
+    """An RFC 3339 date-time as RFC 3339 UTC with 'Z', keeping its fraction (milliseconds, or
+    microseconds when finer); None when the text is not one (or falls outside years 1-9999 in
+    UTC). FullStory's own form (2020-08-27T06:20:26.913Z) comes back as the same object."""
+    if len(value) == 24 and value[10] == "T" and value[23] == "Z" and value[19] == ".":
+        # FullStory's form (the regex's digits, checked faster): UTC already, kept as it is
+        if not (value[4] == value[7] == "-" and value[13] == value[16] == ":"
+                and value.isascii() and value[20:23].isdigit()):
+            return None
+        try:
+            _fromisoformat(value[:23])
+        except ValueError:
+            return None
         return value
-    if len(value) == 24 and value[-1] == "Z" and value[10] == "T" and value[19] == ".":
-        return value  # 2020-08-27T06:20:26.913Z, the form FullStory exports
+    if not _RFC3339.fullmatch(value):
+        return None
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return value  # never drop data: an unparseable value is passed on as FullStory sent it
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    parsed = parsed.astimezone(dt.timezone.utc)
+        parsed = _fromisoformat(value.upper().replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=_UTC)
+        parsed = parsed.astimezone(_UTC)
+    except (ValueError, OverflowError):
+        return None
     spec = "milliseconds" if parsed.microsecond % 1000 == 0 else "microseconds"
     return parsed.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def normalize_timestamp(value: t.Any) -> t.Any:
+    """RFC 3339 UTC with 'Z' (`rfc3339_utc`); any other value is passed on as it is (the misfit
+    rule, `fits`, then decides)."""
+    if not isinstance(value, str):
+        return value
+    normal = rfc3339_utc(value)
+    return value if normal is None else normal

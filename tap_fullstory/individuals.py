@@ -18,16 +18,20 @@ import datetime as dt
 import typing as t
 from dataclasses import dataclass
 
+import orjson
 from singer_sdk.exceptions import FatalAPIError
 
 from tap_fullstory.fields import (
     INDIVIDUAL_FIELDS,
     INDIVIDUAL_KEY,
+    INT,
     individual_request_fields,
     individuals_schema,
 )
+from tap_fullstory.fits import MISFIT, fit_value
 from tap_fullstory.records import RecordMaker
 from tap_fullstory.settings import ALL_FIELDS, BUNDLES
+from tap_fullstory.sources.decode import UnusableRow
 from tap_fullstory.sources.segment_export import SegmentExportSource
 from tap_fullstory.streams import EventsStream
 from tap_fullstory.windows import Window, fmt
@@ -52,6 +56,22 @@ class IndividualsSource:
         return self.export.fetch(window)
 
 
+class IndividualRecords(RecordMaker):
+    """Individual rows -> records; a row without a valid IndvId (the key: absent, null, or not
+    an integer within 64 bits) is a bad row (on_bad_row), never a record without its key."""
+
+    def loads(self, line: bytes) -> t.Any:  # type: ignore[override]
+        row = RecordMaker.loads(line)
+        if isinstance(row, dict):
+            key = row.get(INDIVIDUAL_KEY)
+            if key is None:  # another case of the name is the key too (`fields.Splitter`)
+                key = next((v for k, v in row.items() if k.lower() == "indvid"), None)
+            if fit_value(INT, key) in (None, MISFIT):
+                raise UnusableRow(f"an individual without a valid {INDIVIDUAL_KEY} "
+                                  f"(the key): {orjson.dumps(key).decode()[:40]}")
+        return row
+
+
 class IndividualsStream(EventsStream):
     """Every individual active in the exported range, one record each, keyed by IndvId."""
 
@@ -73,9 +93,9 @@ class IndividualsStream(EventsStream):
 
     def record_maker(self, window: Window) -> RecordMaker:
         """Individual rows -> records: the individual catalogue's columns, CustomVars, no EventId."""
-        return RecordMaker(mobile=False, use_keys=False, fields=INDIVIDUAL_FIELDS,
-                           export_start=fmt(window.start), export_end=fmt(window.end),
-                           **self.text_rules(window))
+        return IndividualRecords(mobile=False, use_keys=False, fields=INDIVIDUAL_FIELDS,
+                                 export_start=fmt(window.start), export_end=fmt(window.end),
+                                 **self.text_rules(window))
 
     def source(self) -> IndividualsSource:
         s = self.settings

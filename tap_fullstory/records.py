@@ -1,7 +1,10 @@
 """The reference path: export rows -> records, one row at a time.
 
+A record's columns always fit the catalogue's types: `fits.Fitter` applies the misfit rule after
+EventId (which hashes the values as FullStory exported them) and before NUL is stripped.
+
 Every mode ends here for rows the C scanner does not take: a whole window (`EventsStream`), or
-one chunk of it that the scanner refused (`native.write_records`, `native_columns.write_parquet`).
+one chunk of it that the scanner refused (`record_lines.write_records`, `columnar.write_columns`).
 It is the definition the fast path is proved equal to, so it exists once.
 
 Text a loader rejects is settled here too: `loads` decodes lone surrogate escapes as U+FFFD, and
@@ -16,7 +19,15 @@ import typing as t
 import orjson
 
 from tap_fullstory import text
-from tap_fullstory.fields import CUSTOM_VARS, EVENT_ID, EXPORT_END, EXPORT_START, Splitter
+from tap_fullstory.fields import (
+    CUSTOM_VARS,
+    EVENT_ID,
+    EXPORT_END,
+    EXPORT_START,
+    Splitter,
+    export_fields,
+)
+from tap_fullstory.fits import Fitter
 from tap_fullstory.keys import EventKeyer
 
 _orjson_loads = orjson.loads
@@ -36,7 +47,10 @@ class RecordMaker:
         """`fields`: the known columns (default: the event catalogue for this `mobile`);
         `strip_nul`: the setting nul_characters=strip; `on_nul(n)` is told the running count of
         rows that held NUL each time one is met (before that row is written)."""
+        fields = export_fields(mobile=mobile) if fields is None else fields
         self.splitter = Splitter(mobile=mobile, fields=fields)
+        #: The misfit rule (`fits`), and its counts per field for the window.
+        self.fitter = Fitter(fields)
         self.use_keys = use_keys
         self.export_start, self.export_end = export_start, export_end
         self.strip_nul = strip_nul
@@ -63,6 +77,7 @@ class RecordMaker:
         keyed, since EventId ordinals count every row of an EventStart). Rows decoded with
         `loads`: NUL is looked for only in the rows it marked."""
         split = self.splitter.split
+        fit = self.fitter.fit
         key = (keyer or EventKeyer()).key if self.use_keys else None
         start, end = self.export_start, self.export_end
         position = 0
@@ -74,6 +89,7 @@ class RecordMaker:
             position += 1
             if position <= skip:
                 continue
+            custom = fit(cols, custom)  # after EventId: it hashes the values as exported
             if marked:
                 cols, custom = self._nul(cols, custom)
             cols[CUSTOM_VARS] = custom

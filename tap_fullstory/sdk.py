@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
         BatchConfig,
         StorageTarget,
     )
-    from singer_sdk.io_base import SingerWriter
+    from singer_sdk.singerlib.encoding.base import GenericSingerWriter
 
 
 def write_starting_value(stream: Stream, context: t.Any) -> None:
@@ -50,9 +50,9 @@ def finalize_state(stream: Stream) -> None:
     stream._finalize_state(stream.stream_state)
 
 
-def message_writer(stream: Stream) -> SingerWriter:
+def message_writer(stream: Stream) -> GenericSingerWriter[t.Any, t.Any]:
     """The tap's message writer, which the stream has no public handle to."""
-    return t.cast("SingerWriter", stream._tap.message_writer)
+    return stream._tap.message_writer
 
 
 def records_pass_unchanged(stream: Stream) -> bool:
@@ -73,11 +73,20 @@ class _Metric(str, enum.Enum):
     """Metric names of the tap's own (the SDK's `metrics.Metric` lists only the SDK's)."""
 
     QUARANTINED_ROW_COUNT = "quarantined_row_count"
+    MISFIT_VALUE_COUNT = "misfit_value_count"
 
 
 def count_quarantined(stream: Stream, rows: int, **tags: t.Any) -> None:
     """Log the Singer counter metric `quarantined_row_count` (rows set aside by
     on_bad_row=quarantine) through the SDK's metrics logger, like its `record_count`."""
-    metric = t.cast(metrics.Metric, _Metric.QUARANTINED_ROW_COUNT)
-    with metrics.Counter(metric, {metrics.Tag.STREAM: stream.name, **tags}) as counter:
+    tags = {metrics.Tag.STREAM: stream.name, **tags}
+    with metrics.Counter(_Metric.QUARANTINED_ROW_COUNT, tags) as counter:  # type: ignore[arg-type]
         counter.increment(rows)
+
+
+def count_misfits(stream: Stream, field: str, values: int, **tags: t.Any) -> None:
+    """Log the Singer counter metric `misfit_value_count` (values of `field` the misfit rule
+    nulled, their originals kept in CustomVars: `fits`) through the SDK's metrics logger."""
+    metric = t.cast(metrics.Metric, _Metric.MISFIT_VALUE_COUNT)
+    with metrics.Counter(metric, {metrics.Tag.STREAM: stream.name, "field": field, **tags}) as counter:
+        counter.increment(values)

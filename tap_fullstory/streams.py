@@ -1,50 +1,47 @@
-"""The `events` stream: export windows -> source (segment export or bundles) -> records.
+"""The `events` stream: each window's trip goes down once, and the bookmark follows it.
 
-Data flows one way: `windows` plans [start, end) windows from the bookmark, a source fetches each
-window's file to a local spool, `decode` streams its rows, `fields` splits them into typed
-columns and CustomVars, `keys` adds EventId. The bookmark moves to a window's end only after its
-last record has been written, so it always means "the first window not yet fully emitted".
+`plan` lays out [start, end) windows from the bookmark (`windows`); a source fetches each
+window's export to a local spool (`sources/`); `sources.decode` reads it; its rows become records
+through the reference (`window_records` -> `records`: `fields` splits typed columns and
+CustomVars, `keys` adds EventId) or the C scanner (`scanner`); a writer takes them: RECORD lines
+on stdout (`writers.record_lines`), or a UTC day's BATCH part files (`writers.day_parts`). The
+bookmark moves to a window's end only after its last record has been written, so it always means
+"the first window not yet fully emitted".
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime as dt
-import itertools
 import time
 import typing as t
 
-from singer_sdk.exceptions import FatalAPIError
-
-from tap_fullstory import native, sdk
+from tap_fullstory import scanner, sdk
 from tap_fullstory.fields import EVENT_ID, EXPORT_START, requested_fields, singer_schema
-from tap_fullstory.keys import EventKeyer, OutOfOrderError
-from tap_fullstory.output import ChunkEncoder, FastSingerWriter, fast_path_allowed, utc_now_text
+from tap_fullstory.plan import Plan, Progress, RowCount, Source
 from tap_fullstory.quarantine import Quarantine, Store
 from tap_fullstory.records import RecordMaker
 from tap_fullstory.settings import ALL_FIELDS, BUNDLES, Settings
-from tap_fullstory.sources.decode import (
-    MalformedExportError,
-    TruncatedExportError,
-    fail_on_bad_row,
-    iter_rows,
-)
-from tap_fullstory.sources.download import Spooled
 from tap_fullstory.sources.http import FullStoryHTTPStream, quiet_urllib3
 from tap_fullstory.sources.pipeline import Pipeline
 from tap_fullstory.sources.segment_export import SegmentExportSource
+from tap_fullstory.window_records import window_records
 from tap_fullstory.windows import Window, export_limit, fmt
+from tap_fullstory.writers import day_parts
+from tap_fullstory.writers.columnar import ColumnarDayWriter, write_columns
+from tap_fullstory.writers.record_lines import (
+    ChunkEncoder,
+    FastSingerWriter,
+    fast_path_allowed,
+    utc_now_text,
+    write_records,
+)
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
 
-REDOWNLOADS = 3
-
-
-class Source(t.Protocol):
-    def windows(self, start: dt.datetime, limit: dt.datetime) -> t.Iterator[Window]: ...
-    def fetch(self, window: Window) -> Spooled: ...
+    from tap_fullstory.sdk import BaseBatchFileEncoding, BatchConfig
+    from tap_fullstory.sources.download import Spooled
 
 
 class EventsStream(FullStoryHTTPStream):
@@ -110,7 +107,7 @@ class EventsStream(FullStoryHTTPStream):
         """The windows this run exports, from the bookmark up to the export limit."""
         start = self.starting_point(context)
         limit = self.export_limit()
-        self.logger.info("%s", native.status(self.settings.c_scanner))
+        self.logger.info("%s", scanner.status(self.settings.c_scanner))
         if start >= limit:
             self.logger.info(
                 "Nothing to export: the next window starts at %s and exports are allowed up to %s "
@@ -141,7 +138,7 @@ class EventsStream(FullStoryHTTPStream):
         spooled = plan.fetch(window)
         self._extracted = utc_now_text()
         maker = self.record_maker(window)
-        counter = _Counter()
+        counter = RowCount()
         try:
             if direct is not None:
                 counter.rows = direct(window, spooled, maker)
@@ -154,6 +151,7 @@ class EventsStream(FullStoryHTTPStream):
             self.logger.info("Window %s: %d row(s) held NUL characters (U+0000): %s "
                              "(nul_characters=%s)", window.label, maker.nul_rows,
                              *(("removed", "strip") if maker.strip_nul else ("kept", "keep")))
+        self.report_misfits(window, maker)
         plan.progress.done(window, counter.rows, spooled.size, time.monotonic() - begun)
 
     def get_records(self, context: t.Any) -> t.Iterable[dict]:
@@ -176,14 +174,14 @@ class EventsStream(FullStoryHTTPStream):
     def _write_window(self, window: Window, spooled: Spooled, maker: RecordMaker) -> int:
         """The fast path: one window's RECORD lines straight to stdout; returns the rows.
 
-        The C scanner (`native.write_records`) writes what it can; if it stops early (malformed
-        row, rows out of order, truncated file...) the window's reference resumes after the rows
-        already written and handles the problem as usual."""
+        The C scanner (`record_lines.write_records`) writes what it can; if it stops early
+        (malformed row, rows out of order, truncated file...) the window's reference resumes
+        after the rows already written and handles the problem as usual."""
         drop = self.deselected_properties()
         written = 0
         if self.use_c_scanner:
             encoder = ChunkEncoder(self.name, self._extracted, maker, drop)
-            run = native.write_records(spooled.path, encoder)
+            run = write_records(spooled.path, encoder)
             self.log_fallbacks(window, run)
             if run.complete:
                 self._record_counter.increment(run.written)
@@ -198,7 +196,7 @@ class EventsStream(FullStoryHTTPStream):
 
     @property
     def use_c_scanner(self) -> bool:
-        return native.AVAILABLE and self.settings.c_scanner
+        return scanner.AVAILABLE and self.settings.c_scanner
 
     def record_maker(self, window: Window) -> RecordMaker:
         """The reference for one window's rows (shared by its chunks and its per-record path)."""
@@ -242,19 +240,92 @@ class EventsStream(FullStoryHTTPStream):
         sdk.count_quarantined(self, len(rows), export_start=quarantine.export_start,
                               export_end=quarantine.export_end)
 
-    def log_fallbacks(self, window: Window, run: native.ChunkRun) -> None:
+    def report_misfits(self, window: Window, maker: RecordMaker) -> None:
+        """One WARNING per window for the values that did not fit their column's type (counted
+        per field), and the Singer metric `misfit_value_count` per field (docs/misfits.md)."""
+        counts = maker.fitter.take_counts()
+        if not counts:
+            return
+        fields = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+        self.logger.warning(
+            "Export %s: %d value(s) did not fit their column's type; written as null, each "
+            "original kept in CustomVars under its field's name (%s)", window.label,
+            sum(counts.values()), fields)
+        for name, n in sorted(counts.items()):
+            sdk.count_misfits(self, name, n, export_start=maker.export_start,
+                              export_end=maker.export_end)
+
+    def log_fallbacks(self, window: Window, run: scanner.ChunkRun) -> None:
         """Chunks the C scanner left to the reference, per reason (INFO: they cost speed)."""
         if run.fallbacks:
             self.logger.info("Window %s: %s", window.label, run.summary())
 
-    def get_batches(self, batch_config: t.Any, context: t.Any = None) -> t.Iterator[t.Any]:
-        """BATCH mode: one Parquet/JSONL file per UTC day (see tap_fullstory.batches)."""
-        from tap_fullstory.batches import day_batches
+    def get_batches(self, batch_config: BatchConfig, context: t.Any = None
+                    ) -> t.Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
+        """BATCH mode: the windows into part files per UTC day (`writers.day_parts`); one BATCH
+        message per day, then STATE. The bookmark moves per window (`complete_window`) but only
+        once the day's parts are committed, and STATE is written only by the SDK after each
+        yield, or here for a day without rows, so a STATE never covers a part not complete."""
+        settings = self.settings.batch
+        assert settings is not None
+        storage = batch_config.storage
+        self.state_per_window = False
+        sdk.write_starting_value(self, context)
+        if self.settings.quarantine and self.settings.quarantine_path is None:
+            self.quarantine_store = Store(storage=storage, prefix=storage.prefix or "")
+        plan = self.plan(context)
+
+        def open_writer(first_start: dt.datetime) -> day_parts.DayWriter:
+            return day_parts.make_writer(self, settings, storage, first_start)
+
+        def write_window(window: Window, writer: day_parts.DayWriter) -> None:
+            with self.export(plan, window, self._columnar_direct(writer)) as records:
+                add = writer.add
+                for record in records:
+                    add(record)
 
         try:
-            yield from day_batches(self, batch_config, context)
+            with day_parts.quiet_gc():
+                for day in day_parts.write_days(plan, open_writer, write_window,
+                                                self.quarantine_store):
+                    for window in day.windows:  # never ahead of committed parts
+                        self.complete_window(window, context)
+                    last = day.windows[-1]
+                    if not day.urls:
+                        self.logger.info("Day %s: no events; no file, state moves to %s",
+                                         last.day, last.end.isoformat())
+                        sdk.write_state(self)
+                        continue
+                    seconds = time.monotonic() - day.begun
+                    self.logger.info("Day %s: %d rows in %d part file(s) (%.1f s, %.0f rows/s)",
+                                     last.day, day.rows, len(day.urls), seconds,
+                                     day.rows / seconds if seconds > 0 else 0.0)
+                    yield batch_config.encoding, day.urls
+            sdk.finalize_state(self)
+            sdk.write_state(self)
         finally:
             self.close_plan()
+
+    def _columnar_direct(self, writer: day_parts.DayWriter
+                         ) -> t.Callable[[Window, Spooled, RecordMaker], int] | None:
+        """The columnar fast path for one window (the C scanner, `columnar.write_columns`), or
+        None: every row through the reference. Where the scanner stops early, the window's
+        reference resumes after the rows it wrote (same export, same rows)."""
+        if not self.use_c_scanner or not isinstance(writer, ColumnarDayWriter):
+            return None
+
+        def direct(window: Window, spooled: Spooled, maker: RecordMaker) -> int:
+            run = write_columns(spooled.path, writer, maker)
+            self.log_fallbacks(window, run)
+            written = run.written
+            if not run.complete:
+                add = writer.add
+                for record in self._window_records(window, spooled, maker, emitted=written):
+                    add(record)
+                    written += 1
+            return written
+
+        return direct
 
     def deselected_properties(self) -> list[str]:
         """Properties the catalog deselected (the SDK removes them in RECORD mode only)."""
@@ -284,133 +355,8 @@ class EventsStream(FullStoryHTTPStream):
     def _window_records(
         self, window: Window, spooled: Spooled, maker: RecordMaker, emitted: int = 0
     ) -> t.Iterator[dict]:
-        """Records of one window's file, after the first `emitted` rows (written already); a
-        truncated file is downloaded again and resumed after the rows already emitted (same
-        export, same bytes), never emitting a row twice. Rows that cannot be decoded fail the
-        window, or go to its quarantine once each however often the file is read."""
-        redownloads = 0
-        whole_window = False
-        current = spooled
-        quarantine = self.quarantine(window, maker)
-        on_bad = quarantine.add if quarantine is not None else fail_on_bad_row
-        try:
-            while True:
-                try:
-                    rows = iter_rows(current.path, loads=maker.loads, on_bad=on_bad)
-                    for record in maker.records(rows, EventKeyer(whole_window=whole_window),
-                                                emitted):
-                        emitted += 1
-                        yield record
-                    if quarantine is not None:
-                        self.report_quarantine(window, quarantine)
-                    return
-                except OutOfOrderError:
-                    self.logger.info(
-                        "Export %s is not sorted by EventStart; keying over the whole window",
-                        window.label,
-                    )
-                    whole_window = True
-                except MalformedExportError as exc:
-                    advice = ("; to set such rows aside in a quarantine file and load the rest, "
-                              "set on_bad_row: quarantine" if exc.row is not None else "")
-                    raise FatalAPIError(f"export {window.label}: {exc}; nothing of this window "
-                                        f"is bookmarked{advice}") from None
-                except TruncatedExportError as exc:
-                    redownloads += 1
-                    if current.again is None or redownloads > REDOWNLOADS:
-                        raise FatalAPIError(f"export {window.label}: {exc}") from None
-                    self.logger.warning(
-                        "Export %s: %s; downloading it again (resuming after row %d)",
-                        window.label, exc, emitted,
-                    )
-                    fresh = current.again()
-                    if current is not spooled:
-                        current.close()
-                    current = fresh
-        finally:
-            if quarantine is not None:
-                quarantine.abort()  # no-op once committed
-            if current is not spooled:
-                current.close()
-
-
-class Plan:
-    """Iterates the planned windows and fetches each one's export, through the pipeline when
-    exports are prepared ahead (max_pending_exports > 1); `peek()` looks one window ahead (day
-    batches need to know when a day's last window has been done)."""
-
-    def __init__(self, source: Source, start: dt.datetime, limit: dt.datetime, progress: Progress,
-                 pipeline: Pipeline | None = None) -> None:
-        self.source = source
-        self.start = start
-        self.limit = limit
-        self.progress = progress
-        self.pipeline = pipeline
-        self._windows = source.windows(start, limit)
-        self._ahead: collections.deque[Window] = collections.deque()
-
-    def __iter__(self) -> Plan:
-        return self
-
-    def __next__(self) -> Window:
-        if self._ahead:
-            return self._ahead.popleft()
-        return next(self._windows)
-
-    def peek(self) -> Window | None:
-        following = self.ahead(1)
-        return following[0] if following else None
-
-    def ahead(self, count: int) -> list[Window]:
-        """The next `count` windows (fewer at the end), without consuming them."""
-        while len(self._ahead) < count and (window := next(self._windows, None)) is not None:
-            self._ahead.append(window)
-        return list(itertools.islice(self._ahead, count))
-
-    def fetch(self, window: Window) -> Spooled:
-        """The window's spooled export; the windows are fetched in order."""
-        if self.pipeline is None:
-            return self.source.fetch(window)
-        return self.pipeline.fetch(window, self.ahead(self.pipeline.max_pending - 1))
-
-    def close(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.close()
-
-
-class _Counter:
-    """Counts the records a window yields, for the progress line."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-
-    def wrap(self, records: t.Iterator[dict]) -> t.Iterator[dict]:
-        for record in records:
-            self.rows += 1
-            yield record
-
-
-class Progress:
-    """One log line per window: rows, bytes, rows/s; during a backfill windows done/total and ETA."""
-
-    def __init__(self, logger: t.Any, start: dt.datetime, limit: dt.datetime) -> None:
-        self.logger = logger
-        self.start = start
-        self.limit = limit
-        self.begun = time.monotonic()
-        self.windows = 0
-        self.rows = 0
-
-    def done(self, window: Window, rows: int, size: int, seconds: float) -> None:
-        self.windows += 1
-        self.rows += rows
-        covered = (window.end - self.start).total_seconds()
-        total = max(1.0, (self.limit - self.start).total_seconds())
-        elapsed = time.monotonic() - self.begun
-        remaining = elapsed * (total - covered) / covered if covered > 0 else 0.0
-        self.logger.info(
-            "Window %s: %d rows, %.1f MB downloaded, %.0f rows/s; %d windows done, %.0f%% of the "
-            "range, ETA %s",
-            window.label, rows, size / 1e6, rows / seconds if seconds > 0 else 0.0, self.windows,
-            100 * min(1.0, covered / total), dt.timedelta(seconds=round(remaining)),
-        )
+        """The window's records through the reference, after the first `emitted` rows."""
+        quarantine = self.quarantine(window, maker)  # here: only once the records are read
+        yield from window_records(window, spooled, maker, emitted=emitted, quarantine=quarantine,
+                                  logger=self.logger,
+                                  report=lambda done: self.report_quarantine(window, done))

@@ -7,18 +7,21 @@ import functools
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
+from tap_fullstory import DISTRIBUTION
 from tap_fullstory.individuals import IndividualsStream
-from tap_fullstory.output import FastSingerWriter
 from tap_fullstory.settings import Settings, config_jsonschema
 from tap_fullstory.sources.http import MAX_TRIES
 from tap_fullstory.streams import EventsStream
 from tap_fullstory.windows import ConfigError
+from tap_fullstory.writers.record_lines import FastSingerWriter
 
 
 class TapFullStory(Tap):
     """Singer tap for FullStory raw event exports."""
 
     name = "tap-fullstory"
+    #: Where the SDK reads the version for `--version` and `--about` (the distribution's name).
+    package_name = DISTRIBUTION
     message_writer_class = FastSingerWriter
 
     config_jsonschema = config_jsonschema()

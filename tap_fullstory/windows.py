@@ -104,9 +104,7 @@ def plan_windows(
     windows: list[Window] = []
     cursor = start
     while cursor < limit:
-        end = min(floor_to(cursor, window) + window, limit)
-        if end <= cursor:
-            break
+        end = min(floor_to(cursor, window) + window, limit)  # > cursor: window > 0, cursor < limit
         windows.append(Window(cursor, end))
         cursor = end
     return windows

@@ -50,7 +50,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CI = ROOT / "ci"
+STANDINS = ROOT / "standins"
 GCP_PROJECT = "test-proj"
 
 
@@ -217,7 +217,7 @@ class PostgresService:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresService]:
-    script = CI / "pg.sh"
+    script = STANDINS / "pg.sh"
     if not glob.glob("/usr/lib/postgresql/*/bin/initdb") and not os.environ.get("PGBIN"):
         _fail(
             "PostgreSQL server binaries missing (/usr/lib/postgresql/*/bin/initdb): run `make services-venvs`"
@@ -236,9 +236,9 @@ def postgres() -> Iterator[PostgresService]:
                     timeout=120,
                 )
             except subprocess.TimeoutExpired:
-                _fail("ci/pg.sh up timed out after 120 s")
+                _fail("standins/pg.sh up timed out after 120 s")
             if out.returncode != 0:
-                _fail(f"ci/pg.sh up failed (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
+                _fail(f"standins/pg.sh up failed (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
             _report(f"postgres on :{port}", time.monotonic() - t0)
             yield PostgresService(host="127.0.0.1", port=port)
         finally:
@@ -424,7 +424,7 @@ def gcs() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def bigquery(gcs: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """bqemulator (DuckDB-backed, via ci/bqemu_offline.py) + fake OAuth token server + fake service account.
+    """bqemulator (DuckDB-backed, via standins/bqemu_offline.py) + fake OAuth token server + fake service account.
 
     Shares the session's fake-gcs-server, whose filesystem root is bqemulator's BQEMU_GCS_LOCAL_ROOT, so
     `gs://` load jobs read what was uploaded through STORAGE_EMULATOR_HOST."""
@@ -434,18 +434,18 @@ def bigquery(gcs: dict[str, Any]) -> Iterator[dict[str, Any]]:
         t0 = time.monotonic()
         token = _Proc(
             "fake token server",
-            [str(bq_python), str(CI / "fake_token_server.py"), str(token_port)],
+            [str(bq_python), str(STANDINS / "fake_token_server.py"), str(token_port)],
             run / "token.log",
         )
         stack.callback(token.stop)
         sa = run / "fake-sa.json"
         made = subprocess.run(
-            [str(bq_python), str(CI / "make_fake_sa.py"), str(sa), str(token_port), GCP_PROJECT],
+            [str(bq_python), str(STANDINS / "make_fake_sa.py"), str(sa), str(token_port), GCP_PROJECT],
             capture_output=True,
             text=True,
         )
         if made.returncode != 0:
-            _fail(f"ci/make_fake_sa.py failed:\n{made.stderr}")
+            _fail(f"standins/make_fake_sa.py failed:\n{made.stderr}")
         emu_env = {
             **os.environ,
             "BQEMU_GCS_LOCAL_ROOT": str(gcs["root"]),
@@ -455,7 +455,7 @@ def bigquery(gcs: dict[str, Any]) -> Iterator[dict[str, Any]]:
             "bqemulator",
             [
                 str(bq_python),
-                str(CI / "bqemu_offline.py"),
+                str(STANDINS / "bqemu_offline.py"),
                 "start",
                 "--rest-port",
                 str(rest_port),

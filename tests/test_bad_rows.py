@@ -75,10 +75,48 @@ def test_nul_is_stripped_from_every_string_and_custom_var_with_strip() -> None:
 
 
 def test_nul_is_kept_with_keep_and_told_before_the_row_is_written() -> None:
-    (nul, _), told = _records([NUL_ROW, PLAIN_ROW], strip=False)
+    """Told when the first NUL row is made, before it is handed on to be written, and not before."""
+    told: list[int] = []
+    maker = RecordMaker(mobile=False, use_keys=True, export_start=START, export_end=END,
+                        strip_nul=False, on_nul=told.append)
+    records = maker.chunk_records(b"\n".join([PLAIN_ROW, NUL_ROW, NUL_ROW]), None)
+    next(records)
+    assert told == []
+    nul = next(records)
+    assert told == [1]
     assert nul["EventTargetText"] == "bad\x00text"
     assert nul["CustomVars"]["user_n\x00ame_str"] == "v\x00"
-    assert told == [1]
+    next(records)
+    assert told == [1, 2]
+
+
+@pytest.mark.parametrize("c_scanner", [True, False], ids=["C", "reference"])
+def test_the_nul_keep_warning_comes_before_the_first_nul_row_on_stdout(make_emulator,
+                                                                       c_scanner) -> None:
+    """End to end, stdout and stderr into one unbuffered pipe: the order they were written in.
+    One WARNING for the window, before the first RECORD line holding a NUL."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    emu = make_emulator(start=START, days=0.25, events_per_hour=400, seed=8)
+    at = emu.expected_rows(START, END)[299]["EventStart"]
+    row = NUL_ROW.replace(b"2024-01-01T00:00:01.000Z", at.encode())
+    emu.add_fault("download", "raw_row", times=10, row=300, raw=row + b"\n" + row)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp, "config.json")
+        config.write_text(json.dumps(_config(emu, nul_characters="keep", c_scanner=c_scanner)))
+        proc = subprocess.run([sys.executable, "-m", "tap_fullstory.tap", "--config", str(config)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
+    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 0, lines[-20:]
+    warned = [i for i, line in enumerate(lines) if "kept as sent (nul_characters=keep)" in line]
+    nul_records = [i for i, line in enumerate(lines)
+                   if line.startswith('{"type":"RECORD"') and "\\u0000" in line]
+    assert len(warned) == 1 and len(nul_records) == 2
+    assert warned[0] < nul_records[0]
 
 
 def test_event_id_is_the_same_with_strip_and_keep() -> None:

@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tap_fullstory import native
+from tap_fullstory import scanner
 from tap_fullstory.fields import singer_schema
+from tap_fullstory.testing.fixtures import needs_c_scanner
 from tests.tapio import TAP, TapRun, run_tap
 
 # s3, gcs, postgres, postgres_db come from tests/services.py (loaded by tests/conftest.py)
@@ -388,7 +389,7 @@ def test_target_postgres_loads_parquet_and_jsonl_like_record_mode(
             f'WHERE r."{cv}" IS DISTINCT FROM (p."{cv}" #>> \'{{}}\')::jsonb').fetchone()[0] == 0
 
 
-# --- the C scanner's columnar path (native_columns.write_columns) against the reference -----------
+# --- the C scanner's columnar path (columnar.write_columns) against the reference -----------
 
 
 def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bool,
@@ -396,14 +397,13 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
     """One window's rows written as the day batch would write them: the C scanner (resumed by
     the reference where it stops) or the reference alone. A row given as a str is written
     verbatim (raw JSON text). Returns the table and the scanner's `ChunkRun` (None: reference)."""
-    import logging
 
-    from tap_fullstory import native
     from tap_fullstory.keys import EventKeyer, OutOfOrderError
-    from tap_fullstory.native_columns import write_columns
-    from tap_fullstory.parquet import _ARROW, ColumnarDayWriter, ParquetPart, property_kind
     from tap_fullstory.records import RecordMaker
     from tap_fullstory.sources.decode import iter_rows
+    from tap_fullstory.writers.columnar import ColumnarDayWriter, write_columns
+    from tap_fullstory.writers.columns import _ARROW, property_kind
+    from tap_fullstory.writers.part_files import ParquetPart
 
     src = tmp_path / f"export-{fast}.ndjson.gz"
     text = "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False,
@@ -426,18 +426,18 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
             return self.url
 
     writer = ColumnarDayWriter(File, lambda f: ParquetPart(f, schema), schema, kinds,
-                               logging.getLogger("t"), part_rows=10**9, row_group_rows=7,
+                               part_rows=10**9, row_group_rows=7,
                                all_names=SCHEMA)
     maker = RecordMaker(mobile=False, use_keys=True, export_start="2024-01-01T00:00:00Z",
                         export_end="2024-01-02T00:00:00Z", strip_nul=strip_nul)
     run, written = None, 0
     if fast:
-        saved = native.CHUNK_BYTES
-        native.CHUNK_BYTES = chunk_bytes
+        saved = scanner.CHUNK_BYTES
+        scanner.CHUNK_BYTES = chunk_bytes
         try:
             run = write_columns(str(src), writer, maker)
         finally:
-            native.CHUNK_BYTES = saved
+            scanner.CHUNK_BYTES = saved
         written = run.written
     if run is None or not run.complete:  # as EventsStream._window_records, after `written` rows
         for whole in (False, True):
@@ -461,8 +461,7 @@ def _bits(table: pa.Table) -> list[t.Any]:
             for row in table.to_pylist()]
 
 
-needs_scanner = pytest.mark.skipif(
-    not native.AVAILABLE, reason="the C scanner is not built (no C compiler at install time)")
+needs_scanner = needs_c_scanner
 
 
 def _rows(n: int = 60, tweaks: dict[int, dict[str, t.Any]] | None = None
@@ -511,10 +510,11 @@ def test_scanner_takes_null_and_integral_values(tmp_path) -> None:
 
 @needs_scanner
 def test_scanner_falls_back_per_chunk(tmp_path) -> None:
-    """A known field in another case, a non-canonical timestamp, a type mismatch, an int64
-    overflow: only that chunk takes the reference, with the same values, counted per reason."""
+    """A known field in another case, a non-canonical timestamp, a nested object, an integer
+    beyond 64 bits: only that chunk takes the reference, with the same values, counted per
+    reason. A type mismatch (PageId "13") is the misfit rule's: C takes it, the same way."""
     rows = _rows(tweaks={3: {"eventSubType": "x"}, 20: {"PageStart": "2024-01-01T01:00:00+01:00"},
-                         33: {"PageId": "13"}, 45: {"UserId": 2**70}})
+                         33: {"page_obj": {"a": 1}}, 45: {"UserId": 2**70}, 50: {"PageId": "13"}})
     run = _same(tmp_path, rows)
     assert run.complete and sum(run.fallbacks.values()) >= 4
     assert "known field in another case" in run.fallbacks

@@ -75,9 +75,14 @@ def test_export_delay_applies_to_bundle_stop(make_emulator) -> None:
     emu = make_emulator(start=start.strftime("%Y-%m-%dT%H:%M:%SZ"), days=2, events_per_hour=2, seed=12, bundle_hours=6)
     run = run_tap(config(emu.base_url, start_date=start.strftime("%Y-%m-%dT%H:%M:%SZ"), export_delay="24h"))
     assert run.returncode == 0, run.stderr[-2000:]
-    settled = now - dt.timedelta(hours=24)
-    assert all(r["ExportEnd"] <= settled.strftime("%Y-%m-%dT%H:%M:%SZ") for r in run.records)
-    assert run.bookmark() is None or run.bookmark() <= settled.strftime("%Y-%m-%dT%H:%M:%SZ")
+    settled = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=24)
+    # [start, settled] spans 6 h: exactly one bundle stops inside it, and it alone is exported, whole
+    stops = [b["Stop"] for b in emu.bundles() if start.timestamp() < b["Stop"] <= settled.timestamp()]
+    assert len(stops) == 1
+    stop = dt.datetime.fromtimestamp(stops[0], dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert run.bookmark() == stop
+    assert len(run.records) == len(emu.expected_rows(start.strftime("%Y-%m-%dT%H:%M:%SZ"), stop)) > 0
+    assert all(r["ExportEnd"] == stop for r in run.records)
 
 
 def test_resume_after_a_failed_bundle(make_emulator) -> None:

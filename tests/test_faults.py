@@ -218,12 +218,13 @@ def assert_exact(url: str, schema: str, emu: t.Any, spans: list[tuple[str, str]]
 
 
 def assert_clean_failure(run: Load, *cause: str) -> None:
-    assert run.tap_rc != 0, run.tap_stderr[-2000:]
+    """README "Guarantees" item 4: exit status 1, one ERROR line naming the cause, no traceback."""
+    assert run.tap_rc == 1, (run.tap_rc, run.tap_stderr[-2000:])
     assert "Traceback" not in run.tap_stderr, run.tap_stderr[-3000:]
     errors = run.error_lines()
-    assert errors, run.tap_stderr[-2000:]
+    assert len(errors) == 1, errors or run.tap_stderr[-2000:]
     for word in cause:
-        assert word in errors[-1], errors[-1]
+        assert word in errors[0], errors[0]
     assert run.target_rc == 0, run.target_stderr[-2000:]
 
 

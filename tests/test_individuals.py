@@ -50,8 +50,10 @@ def recompute(events: list[dict], active: set) -> dict[int, dict]:
         pages[i].add((e["UserId"], e["SessionId"], e["PageId"]))
         row = out.setdefault(i, {"NumEvents": 0})
         row["NumEvents"] += 1
-        row.update(LastEventStart=e["EventStart"], LastPage=e["PageUrl"], LastBrowser=e["PageBrowser"],
-                   Email=e["UserEmail"], Uid=e["UserAppKey"])
+        # unknown text ("" in events) is null for an individual
+        row.update(LastEventStart=e["EventStart"], LastPage=e["PageUrl"] or None,
+                   LastBrowser=e["PageBrowser"] or None, Email=e["UserEmail"] or None,
+                   Uid=e["UserAppKey"] or None)
         row.update({k: v for k, v in e.items() if k.startswith("user_")})
     for i, row in out.items():
         row["NumSessions"], row["NumPages"] = len(sessions[i]), len(pages[i])
@@ -76,6 +78,8 @@ def test_emulator_individuals_agree_with_its_events(emulator: Emulator) -> None:
         assert row["ActiveSec"] <= row["TotalSec"] and row["MaxSessionSec"] <= row["TotalSec"]
         assert row["LastSessionStart"] <= row["LastEventStart"] < END
         assert row["AvgSessionSec"] == round(row["TotalSec"] / row["NumSessions"], 2)
+    assert not [(r["IndvId"], k) for r in rows for k, v in r.items() if v == ""]  # null, never ""
+    assert any(r["Email"] is None for r in rows)
     assert any(r["NumEvents"] > sum(1 for e in emulator.expected_rows(MID, END) if e["IndvId"] == r["IndvId"])
                for r in rows), "no individual had events before the range: the 'as of end' rule is untested"
     assert rows == emulator.expected_individuals(MID, END)

@@ -1,4 +1,4 @@
-"""The C scanner (`tap_fullstory._columns` via `native`) against the per-record path.
+"""The C scanner (`tap_fullstory._columns` via `scanner`) against the per-record path.
 
 The per-record path (`RecordMaker`: orjson, Splitter, EventKeyer; the day writer's `add`; ChunkEncoder for
 RECORD lines) is the reference: on any input, what the scanner writes must equal it bit for bit,
@@ -16,12 +16,14 @@ import typing as t
 import orjson
 import pytest
 
-from tap_fullstory import native
+from tap_fullstory import scanner
+from tap_fullstory.testing.fixtures import needs_c_scanner
+from tap_fullstory.writers import record_lines
 from tests.fuzz.harness import Harness
 from tests.fuzz.paths import MODES, Paths, record_encoder
 from tests.test_batches import _bits, _day_file
 
-pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C scanner is not built")
+pytestmark = needs_c_scanner
 
 STRINGS = ["plain", "", 'quote " inside', "back\\slash", "new\nline", "tab\t", "ctl\x01\x1f",
            "del\x7f", "slash /", "caf\u00e9", "emoji \U0001F600", "sep \u2028", "comma, \"x\"",
@@ -135,7 +137,7 @@ def test_scanner_writes_what_the_per_record_path_writes(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_day_file_with_the_scanner_equals_the_reference(tmp_path, seed) -> None:
-    """The same through `native_columns.write_parquet`: C's chunks and the reference's mixed in
+    """The same through `columnar.write_columns`: C's chunks and the reference's mixed in
     one day file."""
     lines = _lines(seed)
     fast, run = _day_file(tmp_path, lines, fast=True, chunk_bytes=3_000)
@@ -161,9 +163,8 @@ ROW = '{"EventStart":"2024-01-01T00:00:01.000Z","EventType":"click","UserId":7%s
     (',"user_\\"q_str":1', "escaped key"),
     (',"page_obj":{"a":1}', "nested object"),
     (',"evt_n_int":123456789012345678901', "integer beyond 64 bits"),
-    (',"PageId":9223372036854775808', "integer beyond 64 bits"),
-    (',"PageId":"12"', "number column holds another type"),
-    (',"PageId":12.0', "integer column holds another number"),
+    (',"PageId":18446744073709551616', "integer beyond 64 bits"),
+    (',"EventCumulativeLayoutShift":-9223372036854775809', "integer beyond 64 bits"),
     (',"PageStart":"2024-01-01 00:00:00.000Z"', "timestamp not in FullStory's form"),
     (',"PageUrl":"\\ud800"', "lone surrogate"),
     (',"PageUrl":"a\\u0000b"', "NUL character"),
@@ -173,6 +174,37 @@ ROW = '{"EventStart":"2024-01-01T00:00:01.000Z","EventType":"click","UserId":7%s
 def test_scanner_refuses_what_it_cannot_prove(extra: str, reason: str) -> None:
     scanned = _scanner().scan((ROW % extra).encode() + b"\n", None)
     assert scanned == reason
+
+
+@pytest.mark.parametrize("extra", ['"EventStart":"yesterday"', '"EventStart":""',
+                                   '"EventStart":5'])
+def test_scanner_refuses_a_misfit_event_start_with_event_ids(extra: str) -> None:
+    """EventIds key EventStart as exported; C keys its parsed value: it cannot key these."""
+    row = "{" + extra + ',"EventType":"click"}\n'
+    assert _scanner().scan(row.encode(), None) == "EventStart does not fit"
+
+
+MISFITS = (',"PageId":"12","IndvId":12.0,"SessionId":9223372036854775808,"PageDuration":""'
+           ',"PageNumErrors":1.5,"UserCreated":"yesterday","SessionStart":"","PageStart":7'
+           ',"PageUrl":["a",1],"PageIp":true,"EventCumulativeLayoutShift":9007199254740993'
+           ',"EventFirstInputDelay":-1.25,"PageName":false,"LoadEventTime":[]')
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda mode: mode.name)
+def test_scanner_applies_the_misfit_rule_as_the_reference(mode) -> None:
+    """Every kind of misfit, taken by C (not refused) and equal to the reference, counts too."""
+    chunk = ((ROW % MISFITS) + "\n" + (ROW % "") + "\n").encode()
+    paths = Paths(mode)
+    got = paths.scanner(chunk)
+    assert got[0] == "rows", got
+    c_counts = paths.encoder.maker.fitter.take_counts()
+    assert got == paths.reference(chunk)
+    ref_counts = paths.encoder.maker.fitter.take_counts()
+    assert c_counts == ref_counts
+    assert c_counts == dict.fromkeys(
+        ["PageId", "IndvId", "SessionId", "PageNumErrors", "UserCreated", "PageStart", "PageUrl",
+         "PageIp", "EventCumulativeLayoutShift", "EventFirstInputDelay", "PageName",
+         "LoadEventTime"], 1)
 
 
 def test_scanner_refuses_rows_out_of_order() -> None:
@@ -195,22 +227,26 @@ def test_scanner_event_ids_across_blake2b_block_sizes() -> None:
     assert scanned == paths.reference(chunk)
 
 
-# --- RECORD mode: native.write_records against the Python encoder -----------------------------
+# --- RECORD mode: record_lines.write_records against the Python encoder -----------------------------
 
 def _encoder(drop: t.Sequence[str] = (), use_keys: bool = True) -> t.Any:
     return record_encoder(mobile=False, use_keys=use_keys, drop=tuple(drop))
 
 
-def _write_records(tmp_path, capfd, body: bytes, **kwargs: t.Any) -> tuple[int, bool, bytes]:
+def _write_records(tmp_path, capfd, body: bytes, *, by_c: int = 10,
+                   **kwargs: t.Any) -> tuple[int, bool, bytes]:
     path = tmp_path / "export.ndjson.gz"
     path.write_bytes(body)
-    run = native.write_records(str(path), _encoder(**kwargs))
+    run = record_lines.write_records(str(path), _encoder(**kwargs))
+    # C wrote at least `by_c` chunks itself: a scanner that refused every chunk would pass the
+    # comparisons (the reference writing everything) and prove nothing about C.
+    assert run.chunks - sum(run.fallbacks.values()) >= by_c, run.summary()
     return run.written, run.complete, capfd.readouterr().out.encode()
 
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(native, "CHUNK_BYTES", 3_000)  # many chunks: C and Python ones mixed
+    monkeypatch.setattr(scanner, "CHUNK_BYTES", 3_000)  # many chunks: C and Python ones mixed
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -254,7 +290,7 @@ def test_record_lines_stop_at_a_truncated_file(tmp_path, capfd, small_chunks) ->
     rng = random.Random(8)
     text = "".join(json.dumps(_row(rng, i), ensure_ascii=False) + "\n" for i in range(400))
     body = gzip.compress(text.encode())
-    written, complete, out = _write_records(tmp_path, capfd, body[: len(body) * 2 // 3])
+    written, complete, out = _write_records(tmp_path, capfd, body[: len(body) * 2 // 3], by_c=0)
     assert not complete and written < 400
     expected, _ = _encoder().encode(text.encode(), None)
     assert out == b"".join(expected.splitlines(keepends=True)[:written])
@@ -275,6 +311,7 @@ def test_tap_record_mode_same_with_and_without_the_scanner(make_emulator) -> Non
     assert fast.returncode == slow.returncode == 0
     assert len(fast.records) == len(slow.records) > 1000
     assert fast.records == slow.records  # the record payloads (time_extracted differs per run)
+    assert "took the per-record path" not in fast.stderr  # C wrote every chunk of every window
     def bookmarks(run: t.Any) -> list[str]:
         return [s["bookmarks"]["events"]["replication_key_value"] for s in run.states]
 
@@ -305,8 +342,8 @@ def _nul_lines(seed: int) -> list[str]:
 
 
 def _nul_encoder(strip: bool) -> t.Any:
-    from tap_fullstory.output import ChunkEncoder
     from tap_fullstory.records import RecordMaker
+    from tap_fullstory.writers.record_lines import ChunkEncoder
     from tests.fuzz.paths import WINDOW
 
     maker = RecordMaker(mobile=False, use_keys=True, export_start=WINDOW[0],
@@ -326,7 +363,7 @@ def test_record_lines_with_nul_equal_the_reference(tmp_path, capfd, small_chunks
     expected, n = _nul_encoder(strip).encode(text, None)
     path = tmp_path / "export.ndjson.gz"
     path.write_bytes(gzip.compress(text))
-    run = native.write_records(str(path), _nul_encoder(strip))
+    run = record_lines.write_records(str(path), _nul_encoder(strip))
     out = capfd.readouterr().out.encode()
     assert (run.written, run.complete, n) == (400, True, 400)
     assert out == expected

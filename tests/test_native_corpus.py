@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tap_fullstory import native
+from tap_fullstory.testing.fixtures import needs_c_scanner
 from tests.fuzz.harness import Harness
 from tests.fuzz.paths import MODES
 
-pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C scanner is not built")
+pytestmark = needs_c_scanner
 
 FUZZ = Path(__file__).parent / "fuzz"
 SEEDS = sorted((FUZZ / "corpus").glob("*.ndjson"))

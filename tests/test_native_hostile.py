@@ -20,12 +20,13 @@ import typing as t
 import orjson
 import pytest
 
-from tap_fullstory import native
+from tap_fullstory import scanner
+from tap_fullstory.testing.fixtures import needs_c_scanner
 from tests.fuzz.guarded import GuardedChunks, supported
 from tests.fuzz.harness import Harness
 from tests.fuzz.paths import MODES, Paths
 
-pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C scanner is not built")
+pytestmark = needs_c_scanner
 
 START = "2024-01-01T00:00:01.000Z"
 KNOWN = ((b"EventStart", "t", True), (b"UserId", "i", True),
@@ -35,7 +36,7 @@ IDENTITY = (0, 1)
 
 
 def split(chunk: t.Any, known: t.Any = KNOWN, identity: t.Any = IDENTITY, *rest: t.Any) -> t.Any:
-    return native._columns.split(chunk, known, identity, *rest)
+    return scanner._columns.split(chunk, known, identity, *rest)
 
 
 def row(**fields: t.Any) -> bytes:
@@ -177,7 +178,7 @@ def test_more_names_than_the_table_holds_are_refused() -> None:
     holding the GIL, 512 hung the lookup of any unknown key. Now at most 256 names; a lookup
     in a full table ends."""
     out = finishes("""
-        from tap_fullstory.native import _columns
+        from tap_fullstory.scanner import _columns
         row = b'{"EventStart":"2024-01-01T00:00:01.000Z","unknown_key":1}\\n'
         for n in (257, 512, 513):
             try:
@@ -261,7 +262,7 @@ def test_a_row_with_300k_custom_vars_is_sorted_in_n_log_n() -> None:
     minutes. A hang guard with a wide margin, not a timing test: it takes a fraction of a second."""
     out = finishes("""
         import orjson
-        from tap_fullstory.native import _columns
+        from tap_fullstory.scanner import _columns
         row = orjson.dumps({"EventStart": "2024-01-01T00:00:01.000Z",
                             **{f"k{i:06d}": i for i in reversed(range(300_000))}}) + b"\\n"
         print(_columns.split(row, ((b"EventStart", "t", True),), (0,))[0])
@@ -271,15 +272,15 @@ def test_a_row_with_300k_custom_vars_is_sorted_in_n_log_n() -> None:
 
 def test_an_old_build_is_not_used() -> None:
     """A build of csrc/ from before these fixes (an editable install not rebuilt) has no API
-    version: `native` then leaves it out rather than run it."""
+    version: `scanner` then leaves it out rather than run it."""
     out = finishes("""
         import sys, types
         import tap_fullstory
         old = types.ModuleType("tap_fullstory._columns")  # no API attribute
         # `from tap_fullstory import _columns` reads the package attribute first (use_build sets it)
         sys.modules["tap_fullstory._columns"] = tap_fullstory._columns = old
-        from tap_fullstory import native
-        print(native.AVAILABLE, native._columns)
+        from tap_fullstory import scanner
+        print(scanner.AVAILABLE, scanner._columns)
     """)
     assert out.strip() == "False None"
-    assert native._columns.API == 2
+    assert scanner._columns.API == 3

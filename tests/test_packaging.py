@@ -33,6 +33,6 @@ def test_wheel_installs_in_a_fresh_venv_and_runs_about(tmp_path: Path) -> None:
     assert info["name"] == "tap-fullstory"
     assert "api_key" in info["settings"]["properties"]
     native = subprocess.run(
-        [str(py), "-c", "from tap_fullstory import native; print(native.AVAILABLE)"],
+        [str(py), "-c", "from tap_fullstory import scanner; print(scanner.AVAILABLE)"],
         check=True, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert native.stdout.strip() == "True"  # the wheel carries the compiled scanner

@@ -12,8 +12,8 @@ import typing as t
 import pytest
 
 from tap_fullstory import sdk
-from tap_fullstory.output import FastSingerWriter
 from tap_fullstory.tap import TapFullStory
+from tap_fullstory.writers.record_lines import FastSingerWriter
 
 START = "2024-01-01T00:00:00Z"
 BOOKMARK = "2024-01-01T06:00:00Z"

@@ -147,3 +147,44 @@ def test_no_secret_in_batch_files(make_emulator, tmp_path) -> None:
     files = [p for p in root.rglob("*") if p.is_file()]
     assert files
     scan(run, emu, files=files)
+
+
+def _decoded(path: Path) -> str:
+    """A columnar file as text: its schema with metadata and every value (compressed pages would
+    hide a secret from a scan of the raw bytes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        meta = pq.read_metadata(path)
+        extra = [str(meta.metadata), str(meta.created_by)]
+    else:
+        with pa.memory_map(str(path)) as source:
+            reader = pa.ipc.open_file(source)
+            table = reader.read_all()
+            extra = [str(reader.schema.metadata)]
+    return "\n".join([str(table.schema), str(table.schema.metadata), *extra,
+                      json.dumps(table.to_pylist(), default=str)])
+
+
+@pytest.mark.parametrize(("fmt", "compression"), [("parquet", "zstd"), ("arrow", "zstd")])
+def test_no_secret_in_parquet_or_arrow_batch_files(make_emulator, tmp_path, fmt, compression) -> None:
+    """The columnar day files, their values decoded, their schema and file metadata scanned; a
+    quarantined row's file beside them too."""
+    emu = make_emulator(api_key=KEY, start=START, days=1, events_per_hour=30, seed=25)
+    emu.add_fault("download", "expired", nth=2)
+    emu.add_fault("download", "raw_row", nth=3, times=1, row=4, raw=b'{"EventStart": <not json>}')
+    root = tmp_path / "batches"
+    cfg = config(emu, on_bad_row="quarantine", batch_config={
+        "encoding": {"format": fmt, "compression": compression},
+        "storage": {"root": root.as_uri(), "prefix": "fs-"},
+    })
+    run = run_tap(cfg, env=DEBUG_ENV)
+    assert run.returncode == 0, run.stderr[-3000:]
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    assert {p.suffix for p in files} == {f".{fmt}", ".jsonl"}, files
+    decoded = tmp_path / "decoded.txt"
+    decoded.write_text("\n".join(_decoded(p) for p in files if p.suffix == f".{fmt}"))
+    assert decoded.read_text().count('"EventId":') == len(emu.expected_rows(START, END)) > 0
+    scan(run, emu, files=[*files, decoded])

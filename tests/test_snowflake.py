@@ -1,9 +1,9 @@
 """Snowflake through meltanolabs-target-snowflake 0.20.4 and the fakesnow stand-in (issue #12, item 4).
 
 target-snowflake has no host/port setting, so the target runs in-process under fakesnow's patching of the Snowflake
-connector (ci/target-snowflake-fakesnow, in .venv-snowflake from `make snowflake-venv`), its databases in a per-test
-directory; queries go through the connector under fakesnow too (ci/fakesnow_sql.py). fakesnow lacks some statements
-the target sends; ci/fakesnow_ext.py adds them, and each extension is tested on its own here (with and without it).
+connector (standins/target-snowflake-fakesnow, in .venv-snowflake from `make snowflake-venv`), its databases in a per-test
+directory; queries go through the connector under fakesnow too (standins/fakesnow_sql.py). fakesnow lacks some statements
+the target sends; standins/fakesnow_ext.py adds them, and each extension is tested on its own here (with and without it).
 """
 
 from __future__ import annotations
@@ -24,19 +24,19 @@ import tests.test_meltano as tm
 from tests.test_meltano import API_KEY, END, START, Project, pick_custom_var
 
 ROOT = Path(__file__).resolve().parents[1]
-CI = ROOT / "ci"
+STANDINS = ROOT / "standins"
 SF_VENV = Path(os.environ.get("SNOWFLAKE_VENV") or ROOT / ".venv-snowflake")
-TARGET = CI / "target-snowflake-fakesnow"
+TARGET = STANDINS / "target-snowflake-fakesnow"
 # test_meltano's fixtures: the installed plugins and a scratch copy of the Meltano project per test.
 installed, project = tm.installed, tm.project
 
 
 def sf_sql(steps: list, *, db: Path | None = None, ext: bool = True) -> list[dict]:
-    """Run SQL steps through the Snowflake connector under fakesnow (see ci/fakesnow_sql.py)."""
+    """Run SQL steps through the Snowflake connector under fakesnow (see standins/fakesnow_sql.py)."""
     python = SF_VENV / "bin" / "python"
     if not python.exists():
         pytest.fail(f"{python} missing: run `make snowflake-venv`", pytrace=False)
-    argv = [str(python), str(CI / "fakesnow_sql.py"), *(["--db", str(db)] if db else []), *([] if ext else ["--no-ext"])]
+    argv = [str(python), str(STANDINS / "fakesnow_sql.py"), *(["--db", str(db)] if db else []), *([] if ext else ["--no-ext"])]
     proc = subprocess.run(argv, input=json.dumps(steps), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

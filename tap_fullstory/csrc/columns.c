@@ -6,8 +6,11 @@
  * offsets + UTF-8 data) and the rest (CustomVars, the EventId input) as the exact text orjson
  * writes for them (compact, keys sorted, orjson's escapes).
  *
- * It proves, or refuses: anything the per-record path could treat differently (a type that does
- * not fit its column, a known field in another case, a duplicate key, an escaped key, a nested
+ * A value that does not fit its column's type follows the misfit rule (tap_fullstory/fits.py): null
+ * in the column, the original in CustomVars under the field's name, counted per field.
+ *
+ * It proves, or refuses: anything the per-record path could treat differently (a timestamp in
+ * another RFC 3339 form, a misfit EventStart with EventIds, a known field in another case, a duplicate key, an escaped key, a nested
  * object, an integer beyond 64 bits, a NUL character, invalid JSON or UTF-8...) returns (None,
  * reason) and the caller takes the per-record path for that chunk. Float texts are returned for
  * the caller to check against orjson's own shortest form. The GIL is released while scanning, so
@@ -63,17 +66,18 @@ static int immutable_buffer(PyObject *obj, Py_buffer *view) {
  * known: every known field (exact name, kind 'i'/'f'/'s'/'t', whether it is an output column,
  *   and in RECORD mode whether the record keeps it); distinct names, at most MAX_NAMES;
  * record: RECORD mode (head, tail, keep EventId, keep CustomVars, ExportStart JSON or None,
- *   ExportEnd JSON or None): returns (rows, None, lines, None, floats) instead;
+ *   ExportEnd JSON or None): returns (rows, None, lines, None, floats, misfits) instead;
  * identity: indexes into `known` of the EventId fields, or None (no EventId);
  * after: the EventStart of the row before the chunk (None: no row, or a null EventStart).
  *
- * Returns (None, reason) or (rows, columns, customvars, identity, floats):
+ * Returns (None, reason) or (rows, columns, customvars, identity, floats, misfits):
  *   columns: per output column in `known` order, (validity, values) or (validity, offsets, data)
  *   customvars: (offsets int32, data)
  *   (each buffer an (address, size, owner) triple for pyarrow.foreign_buffer: no copy)
  *   identity: EventId as Arrow string buffers (offsets int32, 32 hex chars per row), or
  *     None without EventId
- *   floats: the float texts written into CustomVars / identity, '\n'-separated */
+ *   floats: the float texts written into CustomVars / identity, '\n'-separated
+ *   misfits: per field of `known`, the values the misfit rule nulled */
 static PyObject *split(PyObject *self, PyObject *args) {
     Py_buffer chunk = {0};
     PyObject *chunk_obj, *known, *identity, *after = Py_None, *record = Py_None;
@@ -208,13 +212,20 @@ static PyObject *split(PyObject *self, PyObject *args) {
         result = Py_BuildValue("(Os)", Py_None, ctx.reason ? ctx.reason : "refused");
         goto done;
     }
+    PyObject *misfits = PyTuple_New(K);
+    if (!misfits) goto done;
+    for (Py_ssize_t k = 0; k < K; k++) {
+        PyObject *n = PyLong_FromSsize_t(spec->cols[k].misfits);
+        if (!n) { Py_DECREF(misfits); goto done; }
+        PyTuple_SET_ITEM(misfits, k, n);
+    }
     if (spec->rec) {  /* RECORD mode: the lines only */
-        result = Py_BuildValue("(nONON)", rows, Py_None, take((void **)&rec.lines.p, rec.lines.len),
-                               Py_None, bytes_of(floats.p, floats.len));
+        result = Py_BuildValue("(nONONN)", rows, Py_None, take((void **)&rec.lines.p, rec.lines.len),
+                               Py_None, bytes_of(floats.p, floats.len), misfits);
         goto done;
     }
     PyObject *cols = PyList_New(0);
-    if (!cols) goto done;
+    if (!cols) { Py_DECREF(misfits); goto done; }
     for (Py_ssize_t k = 0; k < K; k++) {
         Column *c = &spec->cols[k];
         if (c->out < 0) continue;
@@ -227,7 +238,9 @@ static PyObject *split(PyObject *self, PyObject *args) {
         else
             entry = Py_BuildValue("(NN)", take((void **)&c->valid, vbytes),
                                   take((void **)&c->values, (size_t)rows * 8));
-        if (!entry || PyList_Append(cols, entry)) { Py_XDECREF(entry); Py_DECREF(cols); goto done; }
+        if (!entry || PyList_Append(cols, entry)) {
+            Py_XDECREF(entry); Py_DECREF(cols); Py_DECREF(misfits); goto done;
+        }
         Py_DECREF(entry);
     }
     PyObject *idt = Py_None;
@@ -235,14 +248,14 @@ static PyObject *split(PyObject *self, PyObject *args) {
     if (identity != Py_None) {
         Py_DECREF(Py_None);
         id_off = malloc(((size_t)rows + 1) * sizeof(int32_t));
-        if (!id_off) { Py_DECREF(cols); PyErr_NoMemory(); goto done; }
+        if (!id_off) { Py_DECREF(cols); Py_DECREF(misfits); PyErr_NoMemory(); goto done; }
         for (Py_ssize_t r = 0; r <= rows; r++) id_off[r] = (int32_t)(32 * r);  /* rows <= MAX_ID_ROWS */
         idt = Py_BuildValue("(NN)", take((void **)&id_off, ((size_t)rows + 1) * 4),
                             take((void **)&ids, (size_t)rows * 32));
     }
-    result = Py_BuildValue("(nN(NN)NN)", rows, cols,
+    result = Py_BuildValue("(nN(NN)NNN)", rows, cols,
                            take((void **)&cv_off, ((size_t)rows + 1) * 4), take((void **)&cv.p, cv.len),
-                           idt, bytes_of(floats.p, floats.len));
+                           idt, bytes_of(floats.p, floats.len), misfits);
 done:
     if (spec) {
         for (Py_ssize_t k = 0; spec->cols && k < K; k++) {
@@ -264,9 +277,10 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_columns", NULL, -1, methods};
 
-/* The interface version `native` expects: 2 = immutable chunks only, names checked (issue #13). A
+/* The interface version `scanner.py` expects: 2 = immutable chunks only, names checked (issue #13);
+ * 3 = the misfit rule (issue #20): typed columns in RECORD mode, misfit counts returned. A
  * build of other sources (an editable install not rebuilt) is then not used. */
-#define API 2
+#define API 3
 
 PyMODINIT_FUNC PyInit__columns(void) {
     init_tables();

@@ -268,6 +268,15 @@ static int int_fits(const char *p, const char *e, size_t digits, int signed_only
     return memcmp(d, limit, n) <= 0;
 }
 
+/* An integer's text (within 64 bits) whose value a double holds exactly, as every integer in
+ * [-2^53, 2^53] (the misfit rule for a number column: beyond, an integer would change). */
+static int exact_in_double(const char *p, const char *e, size_t digits) {
+    if (digits < 16) return 1;
+    if (digits > 16) return 0;
+    const char *d = p + (*p == '-');
+    return memcmp(d, "9007199254740992", 16) <= 0 && e - d == 16;
+}
+
 static inline int literal(const char *p, const char *end, const char *word, size_t n) {
     return (size_t)(end - p) >= n && memcmp(p, word, n) == 0;
 }

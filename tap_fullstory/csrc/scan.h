@@ -22,6 +22,7 @@ typedef struct {
     char *values;          /* n * 8 bytes (int64 / double) */
     int32_t *offsets;      /* n + 1 (strings) */
     Buf data;
+    Py_ssize_t misfits;    /* values the misfit rule nulled (their originals: in CustomVars) */
 } Column;
 
 /* RECORD mode: whole Singer RECORD lines instead of columns, exactly as output.ChunkEncoder
@@ -65,6 +66,23 @@ static int cmp_custom(const void *a, const void *b) {
     first = 0; L_->p[L_->len++] = '"'; memcpy(L_->p + L_->len, (name), (size_t)(nlen)); \
     L_->len += (size_t)(nlen); L_->p[L_->len++] = '"'; L_->p[L_->len++] = ':'; } while (0)
 
+/* A CustomVars entry: the key, and the value at p in orjson's text (appended to `tmp`). Returns
+ * the byte after the value, or NULL (ctx->reason set). */
+static const char *add_custom(Ctx *ctx, Custom **custom, size_t *n, size_t *cap, Buf *tmp,
+                              const char *key, size_t klen, const char *p, const char *end) {
+    if (*n == *cap) {
+        Custom *grown = realloc(*custom, *cap * 2 * sizeof(Custom));
+        if (!grown) { ctx->reason = "out of memory"; return NULL; }
+        *custom = grown; *cap *= 2;
+    }
+    size_t off = tmp->len;
+    p = value_canon(ctx, p, end, tmp, 0);
+    if (!p) return NULL;
+    (*custom)[*n] = (Custom){key, klen, off, tmp->len - off};
+    (*n)++;
+    return p;
+}
+
 /* Custom vars in key order: insertion sort for the usual handful, qsort (O(n log n)) beyond, so
  * that a row with tens of thousands of keys costs no more than the per-record path. */
 static void sort_custom(Custom *custom, size_t n) {
@@ -91,6 +109,9 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
     Buf tmp = {0};
     Py_ssize_t row = 0;
     int first = 1;  /* RECORD mode: no key written yet in this record */
+    /* EventStart with EventIds: C cannot key a row whose EventStart the rule nulls (the
+     * reference keys the value as exported): such a chunk is refused. */
+    int start_id = id ? spec->start_k : -1;
     if (!tok || !seen || !custom || !next_of) { ctx->reason = "out of memory"; goto fail; }
     for (int k = 0; k < K; k++) seen[k] = -1;
     for (int k = 0; k <= K; k++) next_of[k] = -1;
@@ -132,6 +153,8 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                 Column *c = &spec->cols[k];
                 if (seen[k] == row) FAIL("duplicate key");
                 seen[k] = row; tok[k] = p;
+                int nulled = 0;  /* the misfit rule made it null (RECORD: write null) */
+                int emitted = 0;  /* RECORD: already written (a string, as it was scanned) */
                 if (c->kind == K_SKIP) {  /* not a column: validated, or written (RECORD) */
                     Buf *o = NULL;
                     if (spec->rec && c->emit) { EMIT_KEY(c->name, c->nlen); o = &spec->rec->lines; }
@@ -140,53 +163,85 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                 } else if (p < end && *p == 'n') {
                     if (!literal(p, end, "null", 4)) FAIL("invalid literal");
                     p += 4;  /* present, null: validity stays 0 */
-                } else if (p < end && *p != '-' && (*p < '0' || *p > '9')
-                           && (c->kind == K_INT || c->kind == K_FLOAT)) {
-                    FAIL("number column holds another type");
-                } else if (c->kind == K_INT) {
-                    int is_float;
-                    size_t digits;
-                    const char *e = scan_number(ctx, p, end, &is_float, &digits);
-                    if (!e) goto fail;
-                    if (is_float) FAIL("integer column holds another number");
-                    if (!int_fits(p, e, digits, 1)) FAIL("integer beyond 64 bits");
-                    if (e - p == 2 && p[0] == '-' && p[1] == '0') FAIL("negative zero");
-                    uint64_t u = 0; const char *q = p; int neg = 0;
-                    if (*q == '-') { neg = 1; q++; }
-                    for (; q < e; q++) u = u * 10 + (uint64_t)(*q - '0');  /* fits: checked */
-                    int64_t v = neg ? (int64_t)(0 - u) : (int64_t)u;
-                    memcpy(c->values + 8 * row, &v, 8);
-                    c->valid[row >> 3] |= (unsigned char)(1u << (row & 7));
-                    p = e;
-                } else if (c->kind == K_FLOAT) {
-                    int is_float;
-                    size_t digits;
-                    double v;
-                    const char *e = scan_number(ctx, p, end, &is_float, &digits);
-                    if (!e) goto fail;
-                    if (number_value(p, e, &v)) FAIL("float out of range");
-                    if (!is_float && v == 0) v = 0.0;  /* "-0": orjson reads the integer 0 */
-                    memcpy(c->values + 8 * row, &v, 8);
-                    c->valid[row >> 3] |= (unsigned char)(1u << (row & 7));
-                    p = e;
-                } else if (c->kind == K_TIME) {
-                    if (p >= end || *p != '"') FAIL("timestamp column holds another type");
-                    c->data.len = 0;  /* scratch: the decoded text */
-                    p = scan_string(ctx, p, end, &c->data, NULL, NULL);
-                    if (!p) goto fail;
-                    int64_t v;
-                    if (parse_timestamp(c->data.p, c->data.len, &v)) FAIL("timestamp not in FullStory's form");
-                    memcpy(c->values + 8 * row, &v, 8);
-                    c->valid[row >> 3] |= (unsigned char)(1u << (row & 7));
-                } else if (c->kind == K_STR) {
-                    if (p >= end || *p != '"') FAIL("string column holds another type");
-                    p = scan_string(ctx, p, end, &c->data, NULL, NULL);
-                    if (!p) goto fail;
-                    c->valid[row >> 3] |= (unsigned char)(1u << (row & 7));
+                } else if (p + 1 < end && p[0] == '"' && p[1] == '"' && c->kind != K_STR) {
+                    if (k == start_id) FAIL("EventStart does not fit");
+                    p += 2; nulled = 1;  /* "" in a typed column: absent */
+                } else {
+                    int fit = 1;  /* 0: the value does not fit (the misfit rule) */
+                    if (p >= end) FAIL("missing value");
+                    if (c->kind == K_INT || c->kind == K_FLOAT) {
+                        int is_float;
+                        size_t digits;
+                        const char *e;
+                        if (*p != '-' && (*p < '0' || *p > '9')) fit = 0;  /* not a number */
+                        else if (!(e = scan_number(ctx, p, end, &is_float, &digits))) goto fail;
+                        else if (!is_float && !int_fits(p, e, digits, 0)) FAIL("integer beyond 64 bits");
+                        else if (c->kind == K_INT) {
+                            if (e - p == 2 && p[0] == '-' && p[1] == '0') FAIL("negative zero");
+                            if (is_float || !int_fits(p, e, digits, 1)) fit = 0;
+                            else {
+                                uint64_t u = 0; const char *q = p; int neg = 0;
+                                if (*q == '-') { neg = 1; q++; }
+                                for (; q < e; q++) u = u * 10 + (uint64_t)(*q - '0');  /* fits: checked */
+                                int64_t v = neg ? (int64_t)(0 - u) : (int64_t)u;
+                                memcpy(c->values + 8 * row, &v, 8);
+                                p = e;
+                            }
+                        } else if (!is_float && !exact_in_double(p, e, digits)) {
+                            fit = 0;
+                        } else {
+                            double v;
+                            if (number_value(p, e, &v)) FAIL("float out of range");
+                            if (!is_float && v == 0) v = 0.0;  /* "-0": orjson reads the integer 0 */
+                            memcpy(c->values + 8 * row, &v, 8);
+                            p = e;
+                        }
+                    } else if (c->kind == K_TIME) {
+                        if (*p != '"') fit = 0;
+                        else {
+                            c->data.len = 0;  /* scratch: the decoded text */
+                            const char *e = scan_string(ctx, p, end, &c->data, NULL, NULL);
+                            if (!e) goto fail;
+                            int64_t v;
+                            if (parse_timestamp(c->data.p, c->data.len, &v) == 0) {
+                                memcpy(c->values + 8 * row, &v, 8);
+                                p = e;
+                            } else if (c->data.len >= 4 && c->data.p[0] >= '0' && c->data.p[0] <= '9'
+                                       && c->data.p[1] >= '0' && c->data.p[1] <= '9'
+                                       && c->data.p[2] >= '0' && c->data.p[2] <= '9'
+                                       && c->data.p[3] >= '0' && c->data.p[3] <= '9') {
+                                /* maybe another RFC 3339 form: the reference normalises it */
+                                FAIL("timestamp not in FullStory's form");
+                            } else {
+                                fit = 0;  /* RFC 3339 starts with 4 ASCII digits: no timestamp */
+                            }
+                        }
+                    } else if (c->kind == K_STR) {
+                        if (*p != '"') fit = 0;
+                        else if (spec->rec && c->emit) {  /* RECORD: written as it is scanned */
+                            EMIT_KEY(c->name, c->nlen);
+                            p = value_canon(ctx, p, end, &spec->rec->lines, 0);
+                            if (!p) goto fail;
+                            emitted = 1;
+                        } else {
+                            p = scan_string(ctx, p, end, spec->rec ? NULL : &c->data, NULL, NULL);
+                            if (!p) goto fail;
+                        }
+                    }
+                    if (fit) {
+                        c->valid[row >> 3] |= (unsigned char)(1u << (row & 7));
+                    } else {  /* null here, the original into CustomVars under the field's name */
+                        if (k == start_id) FAIL("EventStart does not fit");
+                        p = add_custom(ctx, &custom, &ncustom, &ncustom_cap, &tmp, key, klen, p, end);
+                        if (!p) goto fail;
+                        c->misfits++;
+                        nulled = 1;
+                    }
                 }
-                if (spec->rec && c->emit && c->kind != K_SKIP) {  /* a timestamp, checked above */
+                if (spec->rec && c->emit && c->kind != K_SKIP && !emitted) {
                     EMIT_KEY(c->name, c->nlen);
-                    if (!value_canon(ctx, tok[k], end, &spec->rec->lines, 0)) goto fail;
+                    if (nulled) PUT(&spec->rec->lines, "null", 4);
+                    else if (!value_canon(ctx, tok[k], end, &spec->rec->lines, 0)) goto fail;
                 }
             } else {
                 /* Not an exact column name: a custom var, unless a known field in another case
@@ -195,18 +250,8 @@ static Py_ssize_t scan(Ctx *ctx, Spec *spec, const char *p, const char *end, Py_
                 for (const char *e2 = key; (e2 = memchr(e2, 0xE2, klen - (size_t)(e2 - key))); e2++)
                     if ((size_t)(key + klen - e2) >= 3 && e2[1] == '\x84' && e2[2] == '\xAA')
                         FAIL("Kelvin sign in a key");
-                if (ncustom == ncustom_cap) {
-                    ncustom_cap *= 2;
-                    Custom *grown = realloc(custom, ncustom_cap * sizeof(Custom));
-                    if (!grown) FAIL("out of memory");
-                    custom = grown;
-                }
-                size_t off = tmp.len;
-                p = value_canon(ctx, p, end, &tmp, 0);
+                p = add_custom(ctx, &custom, &ncustom, &ncustom_cap, &tmp, key, klen, p, end);
                 if (!p) goto fail;
-                custom[ncustom].key = key; custom[ncustom].klen = klen;
-                custom[ncustom].off = off; custom[ncustom].len = tmp.len - off;
-                ncustom++;
             }
             p = skip_ws(p, end);
             if (p < end && *p == ',') { p = skip_ws(p + 1, end); continue; }

@@ -2,7 +2,7 @@
 
 Memory stays flat whatever the export's size: bytes are read in chunks and rows are parsed one by
 one. Decompression uses ISA-L (python-isal; zlib-ng when it is missing). `body_blocks` gives the
-decompressed body block by block to the C scanner's chunked writers (`native`).
+decompressed body block by block to the C scanner's chunked writers (`scanner`).
 """
 
 from __future__ import annotations
@@ -13,14 +13,20 @@ import re
 import typing as t
 
 import orjson
-from zlib_ng import gzip_ng
+from zlib_ng import gzip_ng, zlib_ng
 
 from tap_fullstory import text
 
 try:  # ISA-L inflates about a third faster than zlib-ng; both raise EOFError when truncated
     from isal.igzip import IGzipFile as _GzipFile
+    from isal.igzip_lib import IsalError as _InflateError
 except ImportError:  # pragma: no cover - isal has wheels for the usual platforms
     _GzipFile = gzip_ng.GzipNGFile  # type: ignore[misc,assignment]
+    _InflateError = zlib_ng.error
+
+#: A damaged compressed body (a bad deflate block, a bad header): neither library's error is an
+#: OSError, and the body is downloaded again like a truncated one.
+_CORRUPT = t.cast("tuple[type[BaseException], ...]", (OSError, _InflateError, zlib_ng.error))
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 4 << 20
@@ -45,6 +51,15 @@ BadRow = t.Callable[[int, bytes, str], None]
 
 def fail_on_bad_row(number: int, raw: bytes, cause: str) -> None:
     raise MalformedExportError(f"row {number} is {cause}", number)
+
+
+class UnusableRow(ValueError):
+    """Raised by a `loads` for a row that decodes but cannot be a record (an individual without
+    a valid key): a bad row, its message the cause."""
+
+
+class NotNDJSONError(ValueError):
+    """The body is one JSON array, not NDJSON (`body_blocks`)."""
 
 
 class TruncatedExportError(ValueError):
@@ -89,46 +104,48 @@ def iter_rows(path: str, *, skip: int = 0, loads: t.Callable[[bytes], t.Any] = t
     """Yield each row of an export file (NDJSON or a JSON array), skipping the first `skip`.
     Rows are numbered from 1 in the file (NDJSON: the line number); a row that cannot be
     decoded goes to `on_bad` and is neither yielded nor counted in `skip`. The reference passes
-    `RecordMaker.loads`, which also marks the rows that may hold NUL."""
+    `RecordMaker.loads`, which also marks the rows that may hold NUL. A body that begins with
+    neither `{` nor `[` and has no row that decodes (an HTML error page, say) is not an export:
+    `MalformedExportError` with no row, whatever `on_bad` does with its lines."""
     body: t.BinaryIO | None = None
+    bad = 0
+
+    def set_aside(number: int, raw: bytes, cause: str) -> None:
+        nonlocal bad
+        bad += 1
+        on_bad(number, raw, cause)
+
     try:
         body = open_body(path)
         head = body.peek(64)  # type: ignore[attr-defined]
         first = head.lstrip()[:1]
-        rows = (_array_rows(body, loads, on_bad) if first == b"[" else
-                _ndjson_rows(body, loads, on_bad))
-        for index, row in enumerate(rows):
-            if index >= skip:
+        rows = (_array_rows(body, loads, set_aside) if first == b"[" else
+                _ndjson_rows(body, loads, set_aside))
+        decoded = 0
+        for decoded, row in enumerate(rows, 1):
+            if decoded > skip:
                 yield row
+        if not decoded and bad and first not in (b"{", b"["):
+            raise MalformedExportError(
+                f"the export is neither NDJSON nor a JSON array: it begins with {first!r} and none "
+                f"of its {bad} line(s) could be decoded")
     except EOFError as exc:
         raise TruncatedExportError(f"the export file is truncated ({exc})") from None
-    except OSError as exc:  # zlib: invalid or corrupt compressed data
+    except _CORRUPT as exc:  # invalid or corrupt compressed data
         raise TruncatedExportError(f"the export file is corrupt ({exc})") from None
     finally:
         if body is not None:
             body.close()
 
 
-def is_json_array(path: str) -> bool:
-    """True when the body is one JSON array (else NDJSON, or unreadable: decoding will say)."""
-    try:
-        body = open_body(path)
-    except (EOFError, OSError):
-        return False
-    try:
-        return body.peek(64).lstrip()[:1] == b"["  # type: ignore[attr-defined]
-    except (EOFError, OSError):
-        return False
-    finally:
-        body.close()
-
-
 def body_blocks(path: str, block: int = CHUNK) -> t.Iterator[bytes]:
-    """The decompressed body in blocks of `block` bytes (the last may be shorter). Every process
-    that reads the same file gets the same blocks (the file is opened when iteration starts, so a
-    forked process gets its own). A truncated or corrupt body raises `TruncatedExportError` after
-    the blocks before it. Reads the innermost layer directly (no `open_body` adapters: they
-    cost a third of the inflate time on a big export)."""
+    """The decompressed NDJSON body in blocks of `block` bytes (the last may be shorter); a body
+    that is one JSON array raises `NotNDJSONError` before any block (the chunked readers cut
+    NDJSON only; `iter_rows` reads both). Every process that reads the same file gets the same
+    blocks (the file is opened when iteration starts, so a forked process gets its own). A
+    truncated or corrupt body raises `TruncatedExportError` after the blocks before it. Reads the
+    innermost layer directly (no `open_body` adapters: they cost a third of the inflate time on
+    a big export)."""
     layers: list[t.Any] = []
     try:
         body: t.Any = open(path, "rb")  # noqa: SIM115 - closed below
@@ -138,11 +155,15 @@ def body_blocks(path: str, block: int = CHUNK) -> t.Iterator[bytes]:
                 break
             body = _GzipFile(fileobj=body, mode="rb")
             layers.append(body)
-        while data := body.read(block):
+        data = body.read(block)
+        if data[:64].lstrip()[:1] == b"[":
+            raise NotNDJSONError("the export is one JSON array")
+        while data:
             yield data
+            data = body.read(block)
     except EOFError as exc:
         raise TruncatedExportError(f"the export file is truncated ({exc})") from None
-    except OSError as exc:
+    except _CORRUPT as exc:
         raise TruncatedExportError(f"the export file is corrupt ({exc})") from None
     finally:
         for layer in reversed(layers):
@@ -204,16 +225,15 @@ def _array_rows(body: t.BinaryIO, loads: t.Callable[[bytes], t.Any], bad: BadRow
                 acc = b"{" + parts[i + 1]
                 continue
             number += 1
-            if isinstance(row, dict):
-                yield row
-            else:
-                bad(number, candidate, "not a JSON object")
+            yield row  # JSON text that parses and ends with "}" is an object
             acc = b"{" + parts[i + 1]
     yield from _finish(acc, number, loads, bad)
 
 
 def _invalid(raw: bytes, exc: Exception) -> str:
     """Why a row could not be decoded: invalid UTF-8 (where), else the JSON parser's message."""
+    if isinstance(exc, UnusableRow):
+        return str(exc)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as bad:

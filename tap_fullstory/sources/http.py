@@ -54,8 +54,9 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        if when is None:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):  # neither form: wait our own backoff
             return None
         seconds = when.timestamp() - time.time()
     return max(0.0, min(seconds, RETRY_AFTER_CAP))
@@ -237,7 +238,7 @@ class FullStoryHTTPStream(RESTStream):
             raise FatalAPIError(f"FullStory answered non-JSON for {path}") from None
 
     def open_download(
-        self, url: str, *, authenticated: bool, offset: int = 0, what: str = "download"
+        self, url: str, *, authenticated: bool, offset: int = 0
     ) -> requests.Response:
         """Open a streaming GET. Signed URLs are fetched without our Authorization header.
 

@@ -91,6 +91,32 @@ def _parse_float(text: str) -> float:
 
 
 # ---------------------------------------------------------------- sources
+#: The `misfit_values` fault: (field, value) pairs that do not fit the field's catalogue type, for
+#: events and individuals; each misfit row gets the next three that it has (never EventStart, the
+#: sort key, nor IndvId, the individuals' key). '' in a typed column, a word, a fraction, ...
+MISFITS: tuple[tuple[str, t.Any], ...] = (
+    ("UserCreated", "yesterday"), ("PageDuration", "abc"), ("PageNumErrors", 1.5),
+    ("UserCreated", ""), ("PageScreenWidth", True), ("PageUrl", 42),
+    ("PageStart", "2024-02-30T00:00:00.000Z"), ("EventCumulativeLayoutShift", "0.1"),
+    ("SessionStart", 1_700_000_000_000), ("PageIp", ["203.0.113.1"]),
+    ("PageNumEvents", 2**63), ("PageActiveDuration", ""),
+    ("Created", ""), ("NumSessions", 1.5), ("TotalSec", "abc"), ("LastEventStart", "not a time"),
+    ("Email", 0), ("Created", "2024-01-01"), ("NumPages", "12"), ("LastSessionStart", ""),
+)
+
+
+def with_misfits(row: Row, number: int) -> Row:
+    """Row `number` (1-based) with three values of `MISFITS` put in place of fields it has."""
+    out = dict(row)
+    at, placed = 3 * number, 0
+    for step in range(len(MISFITS)):
+        name, value = MISFITS[(at + step) % len(MISFITS)]
+        if name in out and placed < 3:
+            out[name] = value
+            placed += 1
+    return out
+
+
 class Source(t.Protocol):
     """What the export builder needs from a row source."""
 

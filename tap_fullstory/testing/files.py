@@ -22,7 +22,7 @@ from zlib_ng import zlib_ng
 
 from tap_fullstory.fields import STANDARD_FIELDS
 
-from .data import Source, orjson_default
+from .data import Source, orjson_default, with_misfits
 from .individuals import individual_columns, individual_rows
 
 FORMATS = {"FORMAT_JSON": "json", "FORMAT_NDJSON": "ndjson", "FORMAT_CSV": "csv"}
@@ -46,6 +46,8 @@ class FileSpec:
     corrupt_row: int = 0  # 1-based row replaced by invalid data (fault injection); 0 = none
     #: Raw bytes served verbatim (fault injection): (1-based position, bytes, replace?); JSON only.
     raw_rows: tuple[tuple[int, bytes, bool], ...] = ()
+    #: Every n-th row (1-based) with values that do not fit their type (fault injection); 0 = none.
+    misfit_every: int = 0
 
 
 class Selector:
@@ -186,6 +188,10 @@ def write_file(source: Source, spec: FileSpec, path: Path, progress: t.Callable[
                 buf.seek(0)
                 buf.truncate()
             else:
+                if spec.misfit_every:
+                    every = spec.misfit_every
+                    batch = [with_misfits(r, i) if i % every == 0 else r
+                             for i, r in enumerate(batch, rows_out + 1)]
                 pieces = [orjson.dumps(r, default=orjson_default, option=opt) for r in batch]
                 if spec.corrupt_row and rows_out < spec.corrupt_row <= rows_out + len(pieces):
                     pieces[spec.corrupt_row - rows_out - 1] = _BAD_JSON_ROW

@@ -11,9 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from tap_fullstory import scanner
+
 from .emulator import Emulator
 
 API_KEY = "test-key"
+#: A skip whose reason starts so is for a missing prerequisite: under CI=true, or with
+#: TAP_FULLSTORY_REQUIRE_ALL=1 (`make test` sets it), the project's conftest makes it a failure.
+MISSING = "missing prerequisite: "
+#: For tests of the C scanner (`tap_fullstory._columns`).
+needs_c_scanner = pytest.mark.skipif(
+    not scanner.AVAILABLE, reason=MISSING + "the C scanner is not built: install a C compiler "
+    "(apt-get install gcc python3-dev) and rebuild the package (make venv, or pip install -e .)")
 
 
 def hauser_fixtures_dir() -> Path | None:
@@ -37,7 +46,8 @@ def emulator() -> t.Iterator[Emulator]:
 def hauser_dir() -> Path:
     found = hauser_fixtures_dir()
     if found is None:
-        pytest.skip("hauser fixtures not found (set FULLSTORY_FIXTURES)")
+        pytest.skip(MISSING + "hauser's test fixtures (raw.json, json/, groupByDay/) not found: put "
+                    "them in <root>/shared/fixtures/hauser or set FULLSTORY_FIXTURES to their directory")
     return found
 
 

@@ -1,11 +1,13 @@
 """The emulator's HTTP request handler: routing, FullStory's answers, scripted faults, file serving.
 
-Kept apart from `emulator.py` (the Emulator object, its server and CLI) so each stays readable.
+It reads and changes the `State` its server carries and knows nothing of the `Emulator` that runs it.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import gzip
 import re
 import secrets
 import socket
@@ -18,61 +20,21 @@ from urllib.parse import parse_qs, unquote
 import orjson
 
 from . import faults as _faults
-from .data import format_ms, format_us, to_us
+from .data import format_ms, to_us
 from .files import FORMATS, TYPES, Entry, FileSpec, validate_fields
-
-if t.TYPE_CHECKING:
-    from .emulator import _Server
+from .server import Server
+from .state import Operation, now_us
 
 _EXPIRED_XML = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
                 b"<Message>The provided token has expired.</Message></Error>")
 _HTML_429 = b"<html><head><title>429 Too Many Requests</title></head><body><h1>Too Many Requests</h1></body></html>"
 _HTML_503 = b"<html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1></body></html>"
 _RESULTS_RE = re.compile(r"^/search/v1/exports/([^/]+)/results$")
-_CHUNK = 1 << 20
 
 
-def _iso(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
-@dataclasses.dataclass
-class _Operation:
-    """A segment export operation and its export; state advances only when polled."""
-
-    id: str
-    search_export_id: str
-    segment_id: str
-    spec: FileSpec
-    entry: Entry
-    created_us: int
-    created_mono: float = dataclasses.field(default_factory=time.monotonic)
-    finished_us: int = 0
-    state: str = "PENDING"
-    pct: int = 0
-    polls_after_ready: int = 0
-    error: str = ""
-    stuck: bool = False
-
-    def to_json(self) -> dict[str, t.Any]:
-        doc: dict[str, t.Any] = {"id": self.id, "type": "SEARCH_EXPORT", "details": None, "results": None,
-                                 "state": self.state, "errorDetails": self.error,
-                                 "createdAt": format_us(self.created_us), "estimatePctComplete": self.pct}
-        if self.state == "COMPLETED":
-            doc["results"] = {"searchExportId": self.search_export_id,
-                              "expires": format_us(self.created_us + 7 * 86_400_000_000)}
-        if self.finished_us:
-            doc["finishedAt"] = format_us(self.finished_us)
-        return doc
-
-
-class _Handler(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: Server
     server_version = "FullStoryEmulator/1.0"
     timeout = 300  # idle keep-alive connections end eventually
 
@@ -127,9 +89,12 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             return self._error(404, "not_found", f"no route for {method} {path}")
         endpoint, handler, arg = route
-        _, fault = emu.book.hit(endpoint, lambda: self._window_of(endpoint, arg))
+        _, fault = emu.book.hit(endpoint, lambda: emu.window_of(endpoint, arg, self.body, self._params))
         if fault is not None and fault.kind in _faults.ANY:
             return self._generic_fault(fault)
+        if fault is not None and fault.kind == "stall" and "bytes" not in fault.params:
+            emu.stopping.wait(float(fault.params["seconds"]))  # then answer as usual, too late
+            fault = None
         if endpoint != "download" and self.headers.get("Authorization", "") != f"Basic {emu.api_key}":
             return self._error(401, "unauthenticated", "missing or invalid API key; send 'Authorization: Basic <key>'")
         return handler(arg, fault)
@@ -153,28 +118,6 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/segments/v1" and read:
             return "segments", self._segments, ""
         return None
-
-    def _window_of(self, endpoint: str, arg: str) -> list[str] | None:
-        """[start, end) of the export window a request is about (for the fault log), if known."""
-        emu = self.server.emu
-        spec: FileSpec | None = None
-        if endpoint == "create":
-            try:
-                rng = orjson.loads(self.body or b"null").get("timeRange") or {}
-                return [str(rng.get("start", "")), str(rng.get("end", ""))]
-            except (ValueError, AttributeError):
-                return None
-        op = (emu._ops.get(arg) if endpoint == "operation" else emu._by_export.get(arg) if endpoint == "results"
-              else (emu._tokens.get(arg) or (None,))[0] if endpoint == "download" else None)
-        if op is not None:
-            spec = op.spec
-        elif endpoint == "get":
-            raw = str(self._params().get("id"))
-            bundle = next((b for b in emu._bundles if str(b["Id"]) == raw), None)
-            return [_iso(bundle["Start"]), _iso(bundle["Stop"])] if bundle else None
-        if spec is None or spec.start_us is None or spec.end_us is None:
-            return None
-        return [_iso(spec.start_us // 1_000_000), _iso(spec.end_us // 1_000_000)]
 
     def _generic_fault(self, fault: _faults.Fault) -> None:
         kind, p = fault.kind, fault.params
@@ -236,8 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
             return self._error(400, "invalid_argument", str(exc))
         spec = FileSpec("export", bounds[0], bounds[1], fields, fmt, row_type)
-        op = _Operation(id=secrets.token_hex(12), search_export_id=secrets.token_urlsafe(32), segment_id=segment,
-                        spec=spec, entry=emu.cache.get(spec), created_us=_now_us())
+        op = Operation(id=secrets.token_hex(12), search_export_id=secrets.token_urlsafe(32), segment_id=segment,
+                        spec=spec, entry=emu.cache.get(spec), created_us=now_us())
         if wait := emu.admit(op):
             return self._error(429, "resource_exhausted", "too many exports are being prepared; retry later",
                                {"Retry-After": str(wait)})
@@ -254,30 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
                     op.error = str(fault.params.get("message", "export failed: internal error (injected)"))
                 elif fault.kind == "stuck_pending":
                     op.stuck = True
-            self._advance(op)
+            emu.advance(op)
             doc = op.to_json()
         self._json(200, doc)
-
-    def _advance(self, op: _Operation) -> None:
-        """PENDING until the file is built and (--prepare-seconds) its preparation time has passed, then
-        --pending-polls more polls; estimatePctComplete rises meanwhile (with the elapsed share of that time)."""
-        emu = self.server.emu
-        if op.state != "PENDING":
-            return
-        now = time.monotonic()
-        ready = emu.ready_at(op)
-        if op.error or op.entry.error:
-            op.error = op.error or f"export failed: {op.entry.error}"
-            op.state, op.finished_us = "FAILED", _now_us()
-        elif ready is not None and not op.stuck and now < ready:
-            share = (now - op.created_mono) / max(1e-9, ready - op.created_mono)
-            op.pct = max(op.pct, min(99, int(100 * share)))
-        elif op.stuck or ready is None or op.polls_after_ready < emu.pending_polls:
-            if ready is not None and not op.stuck:
-                op.polls_after_ready += 1
-            op.pct = min(99, max(op.pct + 1, op.pct + (99 - op.pct) // 3))
-        else:
-            op.state, op.pct, op.finished_us = "COMPLETED", 100, _now_us()
 
     def _operations_list(self, _: str, fault: _faults.Fault | None) -> None:
         emu = self.server.emu
@@ -360,11 +282,17 @@ class _Handler(BaseHTTPRequestHandler):
         kind = fault.kind if fault is not None else ""
         if kind == "expired":
             return self._send(403, _EXPIRED_XML, "application/xml")
+        if kind == "raw_body" and fault is not None:
+            ctype = headers.pop("Content-Type", "application/gzip")
+            return self._send(200, gzip.compress(base64.b64decode(fault.params["raw_b64"])), ctype, headers)
         if kind == "malformed_row":
             spec = dataclasses.replace(spec, corrupt_row=int(fault.params.get("row", 1)) if fault else 1)
             entry = emu.cache.get(spec, background=False)
         elif kind == "raw_row" and fault is not None:
             spec = dataclasses.replace(spec, raw_rows=(fault.raw_row(),))
+            entry = emu.cache.get(spec, background=False)
+        elif kind == "misfit_values" and fault is not None:
+            spec = dataclasses.replace(spec, misfit_every=int(fault.params["every"]))
             entry = emu.cache.get(spec, background=False)
         entry.done.wait()
         if entry.error:
@@ -394,12 +322,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        limit = int(fault.params.get("bytes", 0)) if fault and kind == "reset_after_bytes" else None
+        limit = int(fault.params.get("bytes", 0)) if fault and kind in ("reset_after_bytes", "stall") else None
         to_send = count if limit is None else min(limit, count)
         sent = 0
         try:
             with open(entry.path, "rb") as f:
                 sent = self.connection.sendfile(f, first, to_send) if to_send else 0
+                if fault and kind == "stall":  # a body that stops mid-way, then goes on too late
+                    emu.stopping.wait(float(fault.params["seconds"]))
+                    sent += self.connection.sendfile(f, first + sent, count - sent) if count > sent else 0
+                    limit = None
         except OSError:  # client went away mid-body
             self.close_connection = True
         emu._served(sent)

@@ -2,7 +2,7 @@
 
 Each input is the bytes of a chunk of NDJSON rows; the committed seeds and regressions are
 mutated (mutate.py: JSON-aware, and libFuzzer's byte mutations), guided by the coverage of the C
-scanner (built with clang's fuzzer-no-link instrumentation, see ci/sanitize.mk). An input stops the run when the scanner, in any mode or
+scanner (built with clang's fuzzer-no-link instrumentation, see mk/sanitize.mk). An input stops the run when the scanner, in any mode or
 buffer form, writes anything the per-record reference does not (a Python exception: Mismatch)
 or when ASan/UBSan report (an abort); libFuzzer then saves it as crash-* for replay.
 

@@ -85,6 +85,11 @@ EDGES: dict[str, bytes] = {
     "out-of-order": _row(EventStart="2024-01-01T00:00:02.000Z") + b"\n" + _row() + b"\n",
     "not-an-object": b"[1,2]\n" + _row() + b"\n",
     "empty-object": b"{}\n",
+    "misfits": _row(PageId="12", IndvId=12.0, SessionId=2**63, PageDuration="", PageNumErrors=1.5,
+                    UserCreated="yesterday", SessionStart="", PageStart=7, PageUrl=["a", 1],
+                    PageIp=True, EventCumulativeLayoutShift=2**53 + 1, LoadEventTime=[])
+    + b"\n" + _row(EventType=5, PageStart="\u00e9t\u00e9", UserCreated="",
+                    PageDuration=True) + b"\n",
     "float-texts": _row(evt_a=1.0, evt_b=1e16, evt_c=123456789.123456789).replace(b"1e16", b"1E16")
     + b"\n",
 }

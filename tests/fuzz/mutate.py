@@ -1,7 +1,8 @@
 """A JSON-aware mutator for `make fuzz`: byte mutations alone mostly break the JSON, and a broken
 chunk is only refused, never compared with the reference. Here rows stay rows: a field set to a
 value at an edge (numbers around a double's and int64's limits, -0, escapes, timestamps not in
-FullStory's form, known fields in another case), keys removed, rows repeated or swapped, numbers
+FullStory's form, known fields in another case), a value that does not fit its field's type (the
+misfit rule), keys removed, rows repeated or swapped, numbers
 written in texts no encoder writes, each row written by json or orjson with varying spacing. A
 share of the inputs still gets libFuzzer's own byte mutations.
 """
@@ -15,7 +16,7 @@ import typing as t
 import orjson
 
 from tap_fullstory.fields import Splitter, singer_schema
-from tap_fullstory.parquet import property_kind
+from tap_fullstory.writers.columns import property_kind
 
 FIELDS = Splitter(mobile=True).column_names
 _KIND = {name: property_kind(prop)
@@ -28,6 +29,16 @@ FITTING: dict[str, list[t.Any]] = {
     "string": ["", "x", "\u00e9", "\U0001F600", "\u2028", "\x00\x1f\x7f", '"\\/', "a\nb", None],
     "date-time": ["2024-01-01T00:00:01.000Z", "2024-01-01T00:00:01.000Z", "2023-12-31T23:59:59.999Z",
                   "9999-12-31T23:59:59.999Z", None],
+}
+#: Values that do not fit a field of each type (the misfit rule: C must take them as the
+#: reference does, null in the column and the original in CustomVars, or refuse).
+MISFITS: dict[str, list[t.Any]] = {
+    "integer": ["", "5", "yesterday", 1.5, 2.0, 1e300, 2**63, 2**64 - 1, True, [1], ["a", []]],
+    "number": ["", "0.5", True, False, [0.5], 2**53 + 1, -(2**53) - 1, 2**63, 2**64 - 1],
+    "string": [0, -1, 1.5, True, False, [], ["x"], 2**63],
+    "date-time": ["", "yesterday", "abc", "\u00e9t\u00e9", 1_704_067_200_000, 1.5, True, [],
+                  "2024-13-01T00:00:00.000Z", "2024-01-01T00:00:00+01:00", "2024",
+                  "2024-01-01T00:00:00.1234567Z", "0000-01-01T00:00:00.000Z"],
 }
 CUSTOM = ["evt_a_str", "user_b_int", "page_c_real", "evt_d_strs", "evt_e_bool", "CustomVars",
           "customvars", "caf\u00e9", "", "k" * 40]
@@ -118,7 +129,10 @@ def mutate(data: bytes, max_size: int, seed: int) -> bytes:
         else:
             key = _key(rng)
             fitting = FITTING.get(_KIND.get(key, ""))
-            row[key] = rng.choice(fitting if fitting and rng.random() < 0.8 else VALUES)
+            misfits = MISFITS.get(_KIND.get(key, ""))
+            pick = rng.random()
+            row[key] = rng.choice(fitting if fitting and pick < 0.7 else
+                                  misfits if misfits and pick < 0.85 else VALUES)
     end = b"\r\n" if rng.random() < 0.05 else b"\n"
     lines = [_write(rng, row) for row in rows]
     while len(lines) > 1 and sum(map(len, lines)) + len(end) * len(lines) > max_size:

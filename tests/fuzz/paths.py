@@ -1,7 +1,8 @@
 """The two paths the differential tests compare, built in one place: the C scanner through the
-project's wrappers (`native_columns.NativeChunks`, `native.NativeRecords`) and the per-record
-reference (`output.ChunkEncoder.encode`: `RecordMaker` and orjson; for Parquet its records
-into `ColumnarDayWriter.add`). When those APIs move, this file is the one to adapt.
+project's wrappers (`columns.NativeChunks`, `record_lines.NativeRecords`) and the per-record
+reference (`record_lines.ChunkEncoder.encode`: `RecordMaker` and orjson; for Parquet its records
+into `ColumnarDayWriter.add`; for JSONL into `JsonlDayWriter`). When those APIs move, this file is
+the one to adapt.
 
 A mode is one way the tap calls the scanner: Parquet columns or RECORD lines, web or mobile
 fields, with or without EventId, with deselected properties (fields C then only validates).
@@ -10,7 +11,7 @@ fields, with or without EventId, with deselected properties (fields C then only 
 from __future__ import annotations
 
 import dataclasses
-import logging
+import io
 import struct
 import typing as t
 
@@ -18,17 +19,18 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tap_fullstory import native, native_columns
+from tap_fullstory import scanner
 from tap_fullstory.fields import CUSTOM_VARS, EXPORT_END, EXPORT_START, Splitter, singer_schema
-from tap_fullstory.output import ChunkEncoder
-from tap_fullstory.parquet import _ARROW, TS_TYPE, ColumnarDayWriter, property_kind
 from tap_fullstory.records import RecordMaker
+from tap_fullstory.writers.columnar import ColumnarDayWriter
+from tap_fullstory.writers.columns import _ARROW, TS_TYPE, NativeChunks, property_kind
+from tap_fullstory.writers.day_parts import JsonlDayWriter
+from tap_fullstory.writers.record_lines import ChunkEncoder, NativeRecords
 
 WINDOW = ("2024-01-01T00:00:00Z", "2024-01-01T06:00:00Z")
 #: Deselected in the modes that deselect: an integer, a float, a string, a timestamp, and
 #: (RECORD) CustomVars and the window's end.
 DESELECTED = ("PageDuration", "EventCumulativeLayoutShift", "PageUrl", "PageStart")
-_LOG = logging.getLogger("tests.fuzz")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +96,7 @@ class Paths:
         self.encoder = record_encoder(mobile=mode.mobile, use_keys=mode.use_keys,
                                       drop=mode.drop if mode.record else ())
         if mode.record:
-            self.records = native.NativeRecords(self.encoder, self.known,
-                                                splitter.timestamp_names)
+            self.records = NativeRecords(self.encoder, self.known)
             return
         props = singer_schema(mobile=mode.mobile, event_id=mode.use_keys)["properties"]
         kinds = {name: property_kind(prop) for name, prop in props.items()
@@ -104,8 +105,9 @@ class Paths:
         self.kinds = list(kinds.values())
         window_ts = {name: pc.cast(pa.scalar(value), TS_TYPE)
                      for name, value in zip((EXPORT_START, EXPORT_END), WINDOW, strict=True)}
-        self.columns = native_columns.NativeChunks(
-            self.schema, kinds, self.known, use_keys=mode.use_keys, window_ts=window_ts)
+        self.columns = NativeChunks(
+            self.schema, self.known, self.encoder.maker.fitter, use_keys=mode.use_keys,
+            window_ts=window_ts)
 
     def scanner(self, chunk: t.Any) -> Outcome:
         """The C path on `chunk` (bytes or a memoryview of bytes), with its Python checks."""
@@ -115,21 +117,47 @@ class Paths:
                 view, rows = self.records.lines(self.records.scan(chunk, after))
                 return "rows", (rows, bytes(view))
             return "rows", bits(self.columns.batch(self.columns.scan(chunk, after)))
-        except native.Fallback as why:
+        except scanner.Fallback as why:
             return "refused", str(why)
 
     def reference(self, chunk: bytes) -> Outcome:
         """The per-record path; raises where it stops (invalid JSON, rows out of order...)."""
-        lines, rows = self.encoder.encode(chunk, self.mode.after)
         if self.mode.record:
+            lines, rows = self.encoder.encode(chunk, self.mode.after)
             return "rows", (rows, lines)
+        return "rows", bits(self.reference_table(chunk))
+
+    def reference_records(self, chunk: bytes) -> list[dict[str, t.Any]]:
+        """The reference's records (deselected properties dropped in RECORD modes)."""
+        lines, _ = self.encoder.encode(chunk, self.mode.after)
+        return [orjson.loads(line)["record"] for line in lines.splitlines()]
+
+    def reference_table(self, chunk: bytes) -> pa.Table:
+        """Parquet modes: the reference's records through the day writer, as one table."""
         batches: list[pa.RecordBatch] = []
         writer = ColumnarDayWriter(
-            _no_file, _no_file, self.schema, self.kinds, _LOG, part_rows=1 << 40,
+            _no_file, _no_file, self.schema, self.kinds, part_rows=1 << 40,
             row_group_rows=chunk.count(b"\n") + 1,  # small column lists: fast
             all_names=self.known)
         writer._put = batches.append  # type: ignore[method-assign]  # the batches, not a file
-        for line in lines.splitlines():  # orjson reads back exactly the values it wrote
-            writer.add(orjson.loads(line)["record"])
+        for record in self.reference_records(chunk):  # orjson reads back exactly what it wrote
+            writer.add(record)
         writer.close()  # the last batch (no part was opened: nothing to commit)
-        return "rows", bits(pa.Table.from_batches(batches, schema=self.schema))
+        return pa.Table.from_batches(batches, schema=self.schema)
+
+    def jsonl_lines(self, chunk: bytes) -> bytes:
+        """The reference's records through the JSONL day writer (one part, uncompressed)."""
+        out = io.BytesIO()
+
+        class Part:
+            url = "memory://part"
+            file = out
+
+            def commit(self) -> str:
+                return self.url
+
+        writer = JsonlDayWriter(lambda _index: Part(), list(self.mode.drop), False, 1 << 40)
+        for record in self.encoder.maker.chunk_records(chunk, self.mode.after):
+            writer.add(record)
+        writer.close()
+        return out.getvalue()

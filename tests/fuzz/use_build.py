@@ -2,7 +2,7 @@
 TAP_FULLSTORY_COLUMNS_SO=<path of a built _columns extension> (the sanitizer build of `make
 sanitize`, the fuzzing build of `make fuzz`, or an old build to see a regression test fail).
 
-Imported before anything imports `tap_fullstory.native`, it registers that file as
+Imported before anything imports `tap_fullstory.scanner`, it registers that file as
 `tap_fullstory._columns`, so the installed build is never loaded in this process. Without the
 variable it changes nothing. Test-only: the tap itself has no such switch.
 """

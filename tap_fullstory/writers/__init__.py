@@ -1,0 +1,1 @@
+"""Where rows end: RECORD lines on stdout (`record_lines`), or a UTC day's BATCH part files."""
