@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export MELTANO_CLI_DISABLE_VERSION_CHECK := true
 
-.PHONY: venv test test-fast lint typecheck demo bench clean about readme
+.PHONY: venv test test-fast lint typecheck demo bench clean about readme docs
 
 $(STAMP): pyproject.toml setup.py $(wildcard tap_fullstory/csrc/*)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,7 @@ venv: $(STAMP)
 test: venv services-venvs
 	$(BIN)/ruff check tap_fullstory tests bench
 	$(BIN)/mypy tap_fullstory
+	$(MAKE) --no-print-directory docs
 	$(BIN)/pytest
 
 test-fast: venv
@@ -30,6 +31,10 @@ test-fast: venv
 lint: venv
 	$(BIN)/ruff check tap_fullstory tests bench
 	$(BIN)/mypy tap_fullstory
+
+# The docs site in strict mode: a broken link or anchor, or a page left out of the nav, fails.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 about: venv
 	$(BIN)/tap-fullstory --about --format=markdown
