@@ -20,7 +20,7 @@ venv: $(STAMP)
 # Everything a test needs (emulator, PostgreSQL, S3/GCS/BigQuery stand-ins) is started by the tests
 # themselves (session fixtures) and stopped when they finish.
 test: venv services-venvs
-	$(BIN)/ruff check tap_fullstory tests bench
+	$(BIN)/ruff check tap_fullstory tests bench standins
 	$(BIN)/mypy tap_fullstory
 	$(MAKE) --no-print-directory docs
 	$(BIN)/pytest
@@ -29,7 +29,7 @@ test-fast: venv
 	$(BIN)/pytest -m "not services and not meltano and not slow"
 
 lint: venv
-	$(BIN)/ruff check tap_fullstory tests bench
+	$(BIN)/ruff check tap_fullstory tests bench standins
 	$(BIN)/mypy tap_fullstory
 
 # The docs site in strict mode: a broken link or anchor, or a page left out of the nav, fails.

@@ -130,8 +130,8 @@ class Bench:
 
     def warm(self, fields: tuple[str, ...], fmt: str) -> tuple[int, float]:
         """Build every window's file for this request; (rows, seconds)."""
-        from tap_fullstory.testing.data import to_us
         from tap_fullstory.testing.files import FileSpec
+        from tap_fullstory.testing.values import to_us
 
         began, rows = time.perf_counter(), 0
         for start, end in self.windows:

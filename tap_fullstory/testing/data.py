@@ -8,86 +8,20 @@ FullStory's export: 16-digit integer ids (some above 2**53), millisecond RFC 333
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import random
-import re
 import time
 import typing as t
 from bisect import bisect_left
 from operator import itemgetter
 from pathlib import Path
 
-import orjson
-
 from tap_fullstory.fields import MOBILE_FIELDS, STANDARD_FIELDS
+from tap_fullstory.testing.values import format_ms, parse_float, parse_rfc3339_us
 
 Row = dict[str, t.Any]
 HOUR_MS = 3_600_000
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
 _MMSS = [f"{m:02d}:{s:02d}" for m in range(60) for s in range(60)]
-
-
-# ---------------------------------------------------------------- time helpers
-def parse_rfc3339_us(value: str) -> int:
-    """RFC 3339 text -> integer microseconds since the epoch (exact, no float rounding)."""
-    m = _RFC3339.fullmatch(value.strip())
-    if not m:
-        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
-    tz = "+00:00" if m[4] in "Zz" else m[4]
-    base = dt.datetime.fromisoformat(f"{m[1]}T{m[2]}{tz}")
-    frac = (m[3] or "")[:6].ljust(6, "0")
-    return (base - _EPOCH) // dt.timedelta(seconds=1) * 1_000_000 + int(frac)
-
-
-def to_us(value: t.Any) -> int | None:
-    """Accept RFC 3339 text, a datetime or unix seconds; ``None``/``""`` mean unbounded."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return (value - _EPOCH) // dt.timedelta(microseconds=1)
-    if isinstance(value, (int, float)):
-        return round(value * 1_000_000)
-    return parse_rfc3339_us(str(value))
-
-
-def format_ms(ms: int) -> str:
-    """FullStory's timestamp form: UTC, milliseconds, trailing zeros kept."""
-    s, r = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{r:03d}Z"
-
-
-def format_us(us: int) -> str:
-    """Operation timestamps carry microseconds."""
-    s, r = divmod(us, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{r:06d}Z"
-
-
-class VerbatimFloat(float):
-    """A float that remembers its source text, so re-serialisation keeps numbers verbatim."""
-
-    __slots__ = ("text",)
-    text: str
-
-    def __new__(cls, text: str) -> VerbatimFloat:
-        obj = super().__new__(cls, text)
-        obj.text = text
-        return obj
-
-
-def orjson_default(obj: t.Any) -> t.Any:
-    """orjson hook: write a VerbatimFloat's original literal."""
-    if isinstance(obj, VerbatimFloat):
-        return orjson.Fragment(obj.text.encode())
-    raise TypeError(f"cannot serialise {type(obj).__name__}")
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    return value if repr(value) == text else VerbatimFloat(text)
 
 
 # ---------------------------------------------------------------- sources
@@ -133,7 +67,7 @@ class RowsFileSource:
     """Replays a JSON array file (e.g. hauser's raw.json), stable-sorted by EventStart, rows verbatim."""
 
     def __init__(self, path: str | Path) -> None:
-        rows = json.loads(Path(path).read_text(encoding="utf-8"), parse_float=_parse_float)
+        rows = json.loads(Path(path).read_text(encoding="utf-8"), parse_float=parse_float)
         if not isinstance(rows, list):
             raise ValueError(f"{path}: expected one JSON array of event objects")
         keyed = [(parse_rfc3339_us(r["EventStart"]), r) for r in rows if r.get("EventStart")]

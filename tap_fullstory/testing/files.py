@@ -22,8 +22,9 @@ from zlib_ng import zlib_ng
 
 from tap_fullstory.fields import STANDARD_FIELDS
 
-from .data import Source, orjson_default, with_misfits
+from .data import Source, with_misfits
 from .individuals import individual_columns, individual_rows
+from .values import orjson_default
 
 FORMATS = {"FORMAT_JSON": "json", "FORMAT_NDJSON": "ndjson", "FORMAT_CSV": "csv"}
 TYPES = ("TYPE_EVENT", "TYPE_INDIVIDUAL")

@@ -20,10 +20,10 @@ from urllib.parse import parse_qs, unquote
 import orjson
 
 from . import faults as _faults
-from .data import format_ms, to_us
 from .files import FORMATS, TYPES, Entry, FileSpec, validate_fields
 from .server import Server
 from .state import Operation, now_us
+from .values import format_ms, to_us
 
 _EXPIRED_XML = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
                 b"<Message>The provided token has expired.</Message></Error>")

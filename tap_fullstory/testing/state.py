@@ -19,9 +19,10 @@ from pathlib import Path
 import orjson
 
 from . import faults as _faults
-from .data import RowsFileSource, Source, SyntheticSource, format_us, to_us
+from .data import RowsFileSource, Source, SyntheticSource
 from .files import Entry, FileCache, FileSpec
 from .individuals import individual_rows
+from .values import format_us, to_us
 
 
 def _iso(seconds: int) -> str:

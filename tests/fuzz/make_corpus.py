@@ -33,7 +33,8 @@ def _cut(lines: list[bytes], rng: random.Random, count: int) -> t.Iterator[bytes
 
 
 def emulator_seeds() -> t.Iterator[tuple[str, bytes]]:
-    from tap_fullstory.testing.data import SyntheticSource, orjson_default
+    from tap_fullstory.testing.data import SyntheticSource
+    from tap_fullstory.testing.values import orjson_default
 
     start = 1_704_067_200  # 2024-01-01T00:00:00Z
     for kind, mobile, legacy, count in (("web", False, False, 16), ("mobile", True, False, 8),
