@@ -164,7 +164,7 @@ class Postgres(Warehouse):
 
     def start(self, work: Path) -> None:
         super().start(work)
-        self.run = work / "pg"
+        self.run = work / f"{self.name}-pg"  # Redshift runs its own PostgreSQL in the same bench run
         self.run.mkdir()
         for d in (work, self.run):  # the 'postgres' OS user must traverse it
             d.chmod(0o755)
