@@ -140,3 +140,21 @@ def test_count_quarantined_logs_a_singer_counter_metric(emulator, caplog) -> Non
     assert (point["type"], point["metric"], point["value"]) == ("counter", "quarantined_row_count", 3)
     assert point["tags"]["stream"] == "events"
     assert (point["tags"]["export_start"], point["tags"]["export_end"]) == (START, BOOKMARK)
+
+
+def test_count_misfits_logs_a_singer_counter_metric_per_field(emulator, caplog) -> None:
+    """The misfit rule's metric: one METRIC line per call, type counter, named
+    misfit_value_count, with the values nulled, the stream, the field and the window's tags."""
+    import logging
+
+    stream = _tap(emulator).streams["events"]
+    with caplog.at_level(logging.INFO, logger="singer_sdk.metrics"):
+        sdk.count_misfits(stream, "PageDuration", 4, export_start=START, export_end=BOOKMARK)
+    points = [json.loads(r.getMessage().split("METRIC: ", 1)[1]) for r in caplog.records
+              if r.getMessage().startswith("METRIC: ")]
+    assert len(points) == 1
+    point = points[0]
+    assert (point["type"], point["metric"], point["value"]) == ("counter", "misfit_value_count", 4)
+    tags = {name: value for name, value in point["tags"].items() if name != "pid"}  # the SDK's
+    assert tags == {"stream": "events", "field": "PageDuration",
+                    "export_start": START, "export_end": BOOKMARK}
