@@ -219,11 +219,11 @@ class Exports:
                 f.write(chunk)
 
     def warm_segment(self, fmt: str = "FORMAT_NDJSON", download: bool = True,
-                     fields: list[str] | None = None) -> None:
+                     fields: list[str] | None = None, row_type: str = "TYPE_EVENT") -> None:
         """Build the export the tap (FORMAT_NDJSON; `export_fields: all`, its default, sends no
-        `fields`) or hauser (FORMAT_JSON, its field list) asks for, same request body; download it
-        unless told not to."""
-        body: dict[str, t.Any] = {"segmentId": "everyone", "type": "TYPE_EVENT", "format": fmt,
+        `fields`; TYPE_INDIVIDUAL for its `individuals` stream) or hauser (FORMAT_JSON, its field
+        list) asks for, same request body; download it unless told not to."""
+        body: dict[str, t.Any] = {"segmentId": "everyone", "type": row_type, "format": fmt,
                                   "segmentTimeRange": {"start": "", "end": ""},
                                   "timeRange": {"start": DAY, "end": NEXT}}
         if fields is not None:
@@ -235,7 +235,8 @@ class Exports:
                                   timeout=60).json())["state"] == "PENDING":
             time.sleep(0.2)
         assert op["state"] == "COMPLETED", op
-        self.build_seconds["segment" if download else fmt] = time.perf_counter() - began
+        self.build_seconds["segment" if download else f"{row_type} {fmt}"] = (
+            time.perf_counter() - began)
         if not download:
             return
         loc = requests.get(f"{self.base}/search/v1/exports/{op['results']['searchExportId']}/results",

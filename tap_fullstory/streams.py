@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import time
 import typing as t
 
@@ -33,6 +34,7 @@ from tap_fullstory.writers.record_lines import (
     ChunkEncoder,
     FastSingerWriter,
     fast_path_allowed,
+    record_line_parts,
     utc_now_text,
     write_records,
 )
@@ -180,7 +182,7 @@ class EventsStream(FullStoryHTTPStream):
         drop = self.deselected_properties()
         written = 0
         if self.use_c_scanner:
-            encoder = ChunkEncoder(self.name, self._extracted, maker, drop)
+            encoder = ChunkEncoder(record_line_parts(self.name, self._extracted), maker, drop)
             run = write_records(spooled.path, encoder)
             self.log_fallbacks(window, run)
             if run.complete:
@@ -279,7 +281,7 @@ class EventsStream(FullStoryHTTPStream):
             return day_parts.make_writer(self, settings, storage, first_start)
 
         def write_window(window: Window, writer: day_parts.DayWriter) -> None:
-            with self.export(plan, window, self._columnar_direct(writer)) as records:
+            with self.export(plan, window, self._day_direct(writer)) as records:
                 add = writer.add
                 for record in records:
                     add(record)
@@ -306,16 +308,24 @@ class EventsStream(FullStoryHTTPStream):
         finally:
             self.close_plan()
 
-    def _columnar_direct(self, writer: day_parts.DayWriter
-                         ) -> t.Callable[[Window, Spooled, RecordMaker], int] | None:
-        """The columnar fast path for one window (the C scanner, `columnar.write_columns`), or
-        None: every row through the reference. Where the scanner stops early, the window's
-        reference resumes after the rows it wrote (same export, same rows)."""
-        if not self.use_c_scanner or not isinstance(writer, ColumnarDayWriter):
+    def _day_direct(self, writer: day_parts.DayWriter
+                    ) -> t.Callable[[Window, Spooled, RecordMaker], int] | None:
+        """The day parts' fast path for one window (the C scanner: `columnar.write_columns` or
+        `day_parts.write_lines`), or None: every row through the reference. Where the scanner
+        stops early, the window's reference resumes after the rows it wrote (same export, same
+        rows)."""
+        fast: t.Callable[[str, RecordMaker], scanner.ChunkRun]
+        if not self.use_c_scanner:
+            return None
+        if isinstance(writer, ColumnarDayWriter):
+            fast = functools.partial(write_columns, writer=writer)
+        elif isinstance(writer, day_parts.JsonlDayWriter):
+            fast = functools.partial(day_parts.write_lines, writer=writer)
+        else:
             return None
 
         def direct(window: Window, spooled: Spooled, maker: RecordMaker) -> int:
-            run = write_columns(spooled.path, writer, maker)
+            run = fast(spooled.path, maker=maker)
             self.log_fallbacks(window, run)
             written = run.written
             if not run.complete:

@@ -398,9 +398,7 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
     the reference where it stops) or the reference alone. A row given as a str is written
     verbatim (raw JSON text). Returns the table and the scanner's `ChunkRun` (None: reference)."""
 
-    from tap_fullstory.keys import EventKeyer, OutOfOrderError
     from tap_fullstory.records import RecordMaker
-    from tap_fullstory.sources.decode import iter_rows
     from tap_fullstory.writers.columnar import ColumnarDayWriter, write_columns
     from tap_fullstory.writers.columns import _ARROW, property_kind
     from tap_fullstory.writers.part_files import ParquetPart
@@ -439,18 +437,26 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
         finally:
             scanner.CHUNK_BYTES = saved
         written = run.written
-    if run is None or not run.complete:  # as EventsStream._window_records, after `written` rows
-        for whole in (False, True):
-            try:
-                out = list(maker.records(iter_rows(str(src), loads=maker.loads),
-                                         EventKeyer(whole_window=whole), written))
-            except OutOfOrderError:
-                continue
-            break
-        for record in out:
+    if run is None or not run.complete:
+        for record in resume_records(src, maker, written):
             writer.add(record)
     writer.close()
     return pq.read_table(dst), run
+
+
+def resume_records(src: Path, maker: t.Any, written: int) -> list[dict[str, t.Any]]:
+    """The window's reference records after `written` rows, as EventsStream._window_records
+    gives them (keys over the whole window when rows are out of order)."""
+    from tap_fullstory.keys import EventKeyer, OutOfOrderError
+    from tap_fullstory.sources.decode import iter_rows
+
+    for whole in (False, True):
+        try:
+            return list(maker.records(iter_rows(str(src), loads=maker.loads),
+                                      EventKeyer(whole_window=whole), written))
+        except OutOfOrderError:
+            continue
+    raise AssertionError("unreachable: whole-window keys accept any order")
 
 
 def _bits(table: pa.Table) -> list[t.Any]:

@@ -44,6 +44,10 @@ def test_missing_plugins_are_reported_not_crashed(tmp_path: Path) -> None:
     missing_tap = Pairing("y", "tap-fullstory-nowhere", "target-jsonl", "RECORD", "jsonl")
     project, why = scratch_project(missing_tap, tmp_path)
     assert project is None and "tap-fullstory-nowhere" in why
+    missing_build = Pairing("z", "tap-fullstory-jsonl", "target-postgres", "JSONL batches",
+                            "postgres", tap_executable=".venv-nowhere/bin/tap-fullstory")
+    project, why = scratch_project(missing_build, tmp_path)
+    assert project is None and ".venv-nowhere/bin/tap-fullstory missing" in why
 
 
 def test_verdict_fails_any_row_count_but_the_exact_one() -> None:

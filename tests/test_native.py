@@ -343,12 +343,12 @@ def _nul_lines(seed: int) -> list[str]:
 
 def _nul_encoder(strip: bool) -> t.Any:
     from tap_fullstory.records import RecordMaker
-    from tap_fullstory.writers.record_lines import ChunkEncoder
+    from tap_fullstory.writers.record_lines import ChunkEncoder, record_line_parts
     from tests.fuzz.paths import WINDOW
 
     maker = RecordMaker(mobile=False, use_keys=True, export_start=WINDOW[0],
                         export_end=WINDOW[1], strip_nul=strip)
-    return ChunkEncoder("events", "2024-01-02T00:00:00+00:00", maker, ())
+    return ChunkEncoder(record_line_parts("events", "2024-01-02T00:00:00+00:00"), maker, ())
 
 
 @pytest.mark.parametrize("strip", [True, False], ids=["strip", "keep"])

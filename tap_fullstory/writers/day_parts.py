@@ -19,16 +19,19 @@ from dataclasses import dataclass
 
 import orjson
 
+from tap_fullstory.scanner import ChunkRun
 from tap_fullstory.writers.columnar import CHUNK_ROWS, ColumnarDayWriter
 from tap_fullstory.writers.columns import arrow_schema, selected_properties
 from tap_fullstory.writers.encode import default
 from tap_fullstory.writers.part_files import ArrowPart, DayFile, ParquetPart, part_names
+from tap_fullstory.writers.record_lines import JSONL_FRAME, ChunkEncoder, framed_chunks
 
 if t.TYPE_CHECKING:
     from singer_sdk import Stream
 
     from tap_fullstory.plan import Plan
     from tap_fullstory.quarantine import Store
+    from tap_fullstory.records import RecordMaker
     from tap_fullstory.sdk import StorageTarget
     from tap_fullstory.settings import BatchSettings
     from tap_fullstory.windows import Window
@@ -70,18 +73,37 @@ class JsonlDayWriter:
         if len(self._lines) >= self.flush_rows or self._in_part + len(self._lines) >= self.part_rows:
             self._flush()
 
+    def add_lines(self, data: t.Any, rows: int) -> None:
+        """`rows` whole lines at once (`write_lines`: C's buffer or the reference's bytes, each
+        line what `add` writes for its record), cut where a part reaches `part_rows`."""
+        self._flush()
+        self.rows += rows
+        while rows > self.part_rows - self._in_part:
+            room = self.part_rows - self._in_part
+            buf = bytes(data)  # a cut is rare (once per part): one copy to search
+            cut = -1
+            for _ in range(room):
+                cut = buf.find(b"\n", cut + 1)
+            self._write(buf[:cut + 1], room)
+            data, rows = memoryview(buf)[cut + 1:], rows - room
+        if rows:
+            self._write(data, rows)
+
     def _flush(self) -> None:
-        if not self._lines:
-            return
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self._write(b"".join(lines), len(lines))
+
+    def _write(self, data: t.Any, rows: int) -> None:
+        """Whole lines into the open part (opened here), committed once it holds `part_rows`."""
         if self._out is None:
             from zlib_ng import gzip_ng_threaded
 
             self._file = self._open_part(len(self._done))
             self._out = (t.cast(t.IO[bytes], gzip_ng_threaded.open(self._file.file, "wb", threads=1))
                          if self.gzip else self._file.file)
-        self._out.write(b"".join(self._lines))
-        self._in_part += len(self._lines)
-        self._lines = []
+        self._out.write(data)
+        self._in_part += rows
         if self._in_part >= self.part_rows:
             self._commit_part()
 
@@ -108,6 +130,18 @@ class JsonlDayWriter:
             self._file.abort(exc)
         for part in self._done:
             part.remove()
+
+
+def write_lines(path: str, writer: JsonlDayWriter, maker: RecordMaker) -> ChunkRun:
+    """One window's NDJSON export into the day's JSONL parts, chunk by chunk: C's lines, or the
+    reference's for a chunk C refuses (`record_lines.framed_chunks`, the RECORD path's scan
+    with a JSONL frame). Stops (run.complete False, run.written exact) where the window's
+    reference must decide: it resumes after the rows written."""
+    run = ChunkRun()
+    encoder = ChunkEncoder(JSONL_FRAME, maker, writer.deselected)
+    for data, rows in framed_chunks(path, encoder, run):
+        writer.add_lines(data, rows)
+    return run
 
 
 def make_writer(stream: Stream, settings: BatchSettings, storage: StorageTarget,

@@ -99,13 +99,19 @@ def record_line_parts(stream: str, extracted: str) -> tuple[bytes, bytes]:
 # --- a window's RECORD lines, chunk by chunk: C, or the reference for a chunk C refuses ------
 
 
-class ChunkEncoder:
-    """A chunk of NDJSON lines -> its RECORD lines through the reference (`RecordMaker`), exactly
-    as the window's per-record path writes them (deselected properties dropped)."""
+#: A JSONL day part's frame around each record: nothing before it, a newline after it.
+JSONL_FRAME = (b"", b"\n")
 
-    def __init__(self, stream: str, extracted: str, maker: RecordMaker, drop: t.Sequence[str]
+
+class ChunkEncoder:
+    """A chunk of NDJSON lines -> its lines through the reference (`RecordMaker`), exactly as the
+    window's per-record path writes them (deselected properties dropped). Each record's JSON is
+    framed by `frame`: a RECORD message's head and tail (`record_line_parts`), or `JSONL_FRAME`
+    for a JSONL day part."""
+
+    def __init__(self, frame: tuple[bytes, bytes], maker: RecordMaker, drop: t.Sequence[str]
                  ) -> None:
-        self.head, self.tail = record_line_parts(stream, extracted)
+        self.head, self.tail = frame
         self.maker = maker
         self.drop = tuple(drop)
 
@@ -167,15 +173,12 @@ class NativeRecords:
         return view, rows
 
 
-def write_records(path: str, encoder: ChunkEncoder) -> ChunkRun:
-    """RECORD lines of an NDJSON export through the C scanner, in order, to stdout (this thread
-    writes while `scanner` decompresses and scans ahead); a chunk C refuses is encoded by the
-    reference (`encoder`). Stops (run.complete False, run.written exact) where the window's
-    reference must decide (`scanner.STOP`): it resumes after the rows written."""
-    run = ChunkRun()
-    fd = _raw_stdout()
-    if fd is None:
-        return run
+def framed_chunks(path: str, encoder: ChunkEncoder, run: ChunkRun) -> t.Iterator[tuple[t.Any, int]]:
+    """(lines, rows) of an NDJSON export, chunk by chunk in order, from the C scanner (which
+    decompresses and scans ahead on its threads); a chunk C refuses is encoded by the reference
+    (`encoder`). `run` counts a chunk's rows once the caller has taken them. Ends early
+    (run.complete False, run.written exact) where the window's reference must decide
+    (`scanner.STOP`): it resumes after the rows written."""
     splitter = encoder.maker.splitter
     records = NativeRecords(encoder, splitter.column_names)
     try:
@@ -186,13 +189,24 @@ def write_records(path: str, encoder: ChunkEncoder) -> ChunkRun:
             except Fallback as why:
                 run.fallbacks[str(why)] += 1
                 data, rows = encoder.encode(chunk, after)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            yield data, rows
             run.written += rows
     except scanner.STOP:
-        return run
+        return
     run.complete = True
+
+
+def write_records(path: str, encoder: ChunkEncoder) -> ChunkRun:
+    """RECORD lines of an NDJSON export (`framed_chunks`), in order, to stdout: this thread
+    writes while the scanner works ahead."""
+    run = ChunkRun()
+    fd = _raw_stdout()
+    if fd is None:
+        return run
+    for data, _rows in framed_chunks(path, encoder, run):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
     return run
 
 

@@ -4,8 +4,9 @@ reference (`record_lines.ChunkEncoder.encode`: `RecordMaker` and orjson; for Par
 into `ColumnarDayWriter.add`; for JSONL into `JsonlDayWriter`). When those APIs move, this file is
 the one to adapt.
 
-A mode is one way the tap calls the scanner: Parquet columns or RECORD lines, web or mobile
-fields, with or without EventId, with deselected properties (fields C then only validates).
+A mode is one way the tap calls the scanner: Parquet columns, RECORD lines or JSONL day-part
+lines (RECORD mode's scan in a JSONL frame, against `JsonlDayWriter.add`), web or mobile fields,
+with or without EventId, with deselected properties (fields C then only validates).
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from tap_fullstory.records import RecordMaker
 from tap_fullstory.writers.columnar import ColumnarDayWriter
 from tap_fullstory.writers.columns import _ARROW, TS_TYPE, NativeChunks, property_kind
 from tap_fullstory.writers.day_parts import JsonlDayWriter
-from tap_fullstory.writers.record_lines import ChunkEncoder, NativeRecords
+from tap_fullstory.writers.record_lines import (
+    JSONL_FRAME,
+    ChunkEncoder,
+    NativeRecords,
+    record_line_parts,
+)
 
 WINDOW = ("2024-01-01T00:00:00Z", "2024-01-01T06:00:00Z")
 #: Deselected in the modes that deselect: an integer, a float, a string, a timestamp, and
@@ -41,6 +47,7 @@ class Mode:
     use_keys: bool  # EventId
     drop: tuple[str, ...]  # deselected properties
     after: str | None  # EventStart of the row before the chunk
+    jsonl: bool = False  # lines in a JSONL part's frame (with record=True)
 
 
 MODES = (
@@ -50,6 +57,8 @@ MODES = (
     Mode("record-web", record=True, mobile=False, use_keys=True, drop=(), after=None),
     Mode("record-mobile-deselected", record=True, mobile=True, use_keys=True,
          drop=(*DESELECTED, CUSTOM_VARS, EXPORT_END), after="2020-01-01T00:00:00.000Z"),
+    Mode("jsonl-web-deselected", record=True, mobile=False, use_keys=True, drop=DESELECTED,
+         after=None, jsonl=True),
 )
 
 #: What a path gave for a chunk: ("refused", reason) or ("rows", exact value).
@@ -74,11 +83,13 @@ def bits(table: pa.Table | pa.RecordBatch) -> tuple[t.Any, ...]:
     return tuple(out)
 
 
-def record_encoder(*, mobile: bool, use_keys: bool, drop: tuple[str, ...]) -> ChunkEncoder:
-    """The reference for RECORD lines (and the template of the scanner's RECORD mode)."""
+def record_encoder(*, mobile: bool, use_keys: bool, drop: tuple[str, ...], jsonl: bool = False
+                   ) -> ChunkEncoder:
+    """The reference for RECORD (or JSONL) lines, and the template of the scanner's lines."""
     maker = RecordMaker(mobile=mobile, use_keys=use_keys, export_start=WINDOW[0],
                         export_end=WINDOW[1])
-    return ChunkEncoder("events", "2024-01-02T00:00:00+00:00", maker, drop)
+    frame = JSONL_FRAME if jsonl else record_line_parts("events", "2024-01-02T00:00:00+00:00")
+    return ChunkEncoder(frame, maker, drop)
 
 
 def _no_file(*_args: t.Any) -> t.Any:
@@ -94,7 +105,7 @@ class Paths:
         self.known = splitter.column_names
         # Parquet: the records of the reference (nothing dropped), into the day writer
         self.encoder = record_encoder(mobile=mode.mobile, use_keys=mode.use_keys,
-                                      drop=mode.drop if mode.record else ())
+                                      drop=mode.drop if mode.record else (), jsonl=mode.jsonl)
         if mode.record:
             self.records = NativeRecords(self.encoder, self.known)
             return
@@ -122,6 +133,9 @@ class Paths:
 
     def reference(self, chunk: bytes) -> Outcome:
         """The per-record path; raises where it stops (invalid JSON, rows out of order...)."""
+        if self.mode.jsonl:  # the JSONL writer's own per-record path
+            lines = self.jsonl_lines(chunk)
+            return "rows", (lines.count(b"\n"), lines)
         if self.mode.record:
             lines, rows = self.encoder.encode(chunk, self.mode.after)
             return "rows", (rows, lines)
@@ -130,6 +144,8 @@ class Paths:
     def reference_records(self, chunk: bytes) -> list[dict[str, t.Any]]:
         """The reference's records (deselected properties dropped in RECORD modes)."""
         lines, _ = self.encoder.encode(chunk, self.mode.after)
+        if self.mode.jsonl:
+            return [orjson.loads(line) for line in lines.splitlines()]
         return [orjson.loads(line)["record"] for line in lines.splitlines()]
 
     def reference_table(self, chunk: bytes) -> pa.Table:
