@@ -39,13 +39,15 @@ $(SAN_DIR)/_columns.so: $(CSRC) | $(STAMP)
 	@mkdir -p $(@D)
 	gcc $(SAN_COMMON) -fsanitize=address,undefined -I$(PY_INCLUDE) tap_fullstory/csrc/columns.c -o $@
 
+# pytest --capture=sys: a report the sanitizer writes to stderr (UBSan aborting inside a test) reaches the log
+# instead of dying in pytest's captured file descriptor (found when such an abort left only "Error 1").
 sanitize: $(SAN_DIR)/_columns.so
 	@[ -f "$$(gcc -print-file-name=libasan.so)" ] || { echo "libasan missing (Debian: libasan8)" >&2; exit 1; }
 	@rm -f $(SAN_DIR)/report.*
 	@start=$$(date +%s); \
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc $(call san_env,$(SAN_DIR)) \
 	  TAP_FULLSTORY_COLUMNS_SO=$(SAN_DIR)/_columns.so \
-	  $(BIN)/python -m pytest -p tests.fuzz.use_build -p no:cacheprovider -q $(SAN_TESTS); status=$$?; \
+	  $(BIN)/python -m pytest -p tests.fuzz.use_build -p no:cacheprovider -q --capture=sys $(SAN_TESTS); status=$$?; \
 	reports=$$(ls $(SAN_DIR)/report.* 2>/dev/null | wc -l); \
 	if [ "$$reports" != 0 ]; then cat $(SAN_DIR)/report.*; fi; \
 	echo "[sanitize] $$(( $$(date +%s) - start )) s; sanitizer reports: $$reports"; \

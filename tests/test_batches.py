@@ -428,35 +428,40 @@ def _day_file(tmp_path: Path, rows: t.Sequence[dict[str, t.Any] | str], fast: bo
                                all_names=SCHEMA)
     maker = RecordMaker(mobile=False, use_keys=True, export_start="2024-01-01T00:00:00Z",
                         export_end="2024-01-02T00:00:00Z", strip_nul=strip_nul)
-    run, written = None, 0
-    if fast:
-        saved = scanner.CHUNK_BYTES
-        scanner.CHUNK_BYTES = chunk_bytes
-        try:
-            run = write_columns(str(src), writer, maker)
-        finally:
-            scanner.CHUNK_BYTES = saved
-        written = run.written
-    if run is None or not run.complete:
-        for record in resume_records(src, maker, written):
-            writer.add(record)
+    run = write_window(src, writer, maker, write_columns if fast else None, chunk_bytes)
     writer.close()
     return pq.read_table(dst), run
 
 
-def resume_records(src: Path, maker: t.Any, written: int) -> list[dict[str, t.Any]]:
-    """The window's reference records after `written` rows, as EventsStream._window_records
-    gives them (keys over the whole window when rows are out of order)."""
+def write_window(src: Path, writer: t.Any, maker: t.Any, fast: t.Callable[..., t.Any] | None,
+                 chunk_bytes: int) -> t.Any:
+    """One window's export into a day writer as the stream writes it: the C path `fast` (small
+    chunks) and the reference resuming after the rows it wrote (keys over the whole window when
+    rows are out of order, as EventsStream._window_records), or the reference alone (`fast`
+    None). Returns the scanner's ChunkRun (None: reference)."""
     from tap_fullstory.keys import EventKeyer, OutOfOrderError
     from tap_fullstory.sources.decode import iter_rows
 
-    for whole in (False, True):
+    run, written = None, 0
+    if fast is not None:
+        saved = scanner.CHUNK_BYTES
+        scanner.CHUNK_BYTES = chunk_bytes
         try:
-            return list(maker.records(iter_rows(str(src), loads=maker.loads),
-                                      EventKeyer(whole_window=whole), written))
-        except OutOfOrderError:
-            continue
-    raise AssertionError("unreachable: whole-window keys accept any order")
+            run = fast(str(src), writer, maker)
+        finally:
+            scanner.CHUNK_BYTES = saved
+        written = run.written
+    if run is None or not run.complete:
+        for whole in (False, True):
+            try:
+                records = list(maker.records(iter_rows(str(src), loads=maker.loads),
+                                             EventKeyer(whole_window=whole), written))
+            except OutOfOrderError:
+                continue
+            break
+        for record in records:
+            writer.add(record)
+    return run
 
 
 def _bits(table: pa.Table) -> list[t.Any]:
@@ -519,16 +524,25 @@ def test_scanner_falls_back_per_chunk(tmp_path) -> None:
     """A known field in another case, a non-canonical timestamp, a nested object, an integer
     beyond 64 bits: only that chunk takes the reference, with the same values, counted per
     reason. A type mismatch (PageId "13") is the misfit rule's: C takes it, the same way."""
-    rows = _rows(tweaks={3: {"eventSubType": "x"}, 20: {"PageStart": "2024-01-01T01:00:00+01:00"},
-                         33: {"page_obj": {"a": 1}}, 45: {"UserId": 2**70}, 50: {"PageId": "13"}})
-    run = _same(tmp_path, rows)
+    run = _same(tmp_path, fallback_rows())
     assert run.complete and sum(run.fallbacks.values()) >= 4
     assert "known field in another case" in run.fallbacks
 
 
-@needs_scanner
-def test_scanner_stops_where_the_reference_must_decide(tmp_path) -> None:
+def fallback_rows() -> list[dict[str, t.Any]]:
+    """A row per reason to refuse a chunk, and a misfit C takes (PageId "13")."""
+    return _rows(tweaks={3: {"eventSubType": "x"}, 20: {"PageStart": "2024-01-01T01:00:00+01:00"},
+                         33: {"page_obj": {"a": 1}}, 45: {"UserId": 2**70}, 50: {"PageId": "13"},
+                         52: {"EventPageOffset": 1.5}})
+
+
+def out_of_order_rows() -> list[dict[str, t.Any]]:
     rows = _rows()
     rows[40]["EventStart"] = "2023-12-31T00:00:00.000Z"  # out of order: whole-window keys
-    run = _same(tmp_path, rows)
+    return rows
+
+
+@needs_scanner
+def test_scanner_stops_where_the_reference_must_decide(tmp_path) -> None:
+    run = _same(tmp_path, out_of_order_rows())
     assert not run.complete and run.written < 60

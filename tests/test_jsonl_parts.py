@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tap_fullstory import scanner
-from tests.test_batches import _rows, needs_scanner, resume_records
+from tests.test_batches import _rows, fallback_rows, needs_scanner, out_of_order_rows, write_window
 
 
 def _parts(tmp_path: Path, rows: t.Sequence[dict[str, t.Any]], *, fast: bool, part_rows: int,
@@ -43,18 +42,8 @@ def _parts(tmp_path: Path, rows: t.Sequence[dict[str, t.Any]], *, fast: bool, pa
     writer = JsonlDayWriter(Part, list(drop), compress, part_rows)
     maker = RecordMaker(mobile=False, use_keys=True, export_start="2024-01-01T00:00:00Z",
                         export_end="2024-01-02T00:00:00Z", strip_nul=True)
-    run, written = None, 0
-    if fast:
-        saved = scanner.CHUNK_BYTES
-        scanner.CHUNK_BYTES = 2_000  # a few rows a chunk: many chunks, parts cut inside them
-        try:
-            run = write_lines(str(src), writer, maker)
-        finally:
-            scanner.CHUNK_BYTES = saved
-        written = run.written
-    if run is None or not run.complete:
-        for record in resume_records(src, maker, written):
-            writer.add(record)
+    # a few rows a chunk: many chunks, parts cut inside them
+    run = write_window(src, writer, maker, write_lines if fast else None, chunk_bytes=2_000)
     urls = writer.close()
     assert urls == [str(f) for f in files]
     assert writer.rows == len(rows)
@@ -85,17 +74,12 @@ def test_c_lines_are_the_reference_parts(tmp_path, part_rows, compress) -> None:
 def test_fallback_chunks_misfits_and_deselected_columns(tmp_path) -> None:
     """A chunk C refuses is the reference's lines in place; misfits (PageId "13", a fraction in
     an integer column) and a deselected column come out as the reference writes them."""
-    rows = _rows(tweaks={3: {"eventSubType": "x"}, 20: {"PageStart": "2024-01-01T01:00:00+01:00"},
-                         45: {"UserId": 2**70}, 50: {"PageId": "13"},
-                         52: {"EventPageOffset": 1.5}})
-    run = _same(tmp_path, rows, part_rows=7, compress=False, drop=["EventTargetText"])
-    assert run.complete and sum(run.fallbacks.values()) >= 3
+    run = _same(tmp_path, fallback_rows(), part_rows=7, compress=False, drop=["EventTargetText"])
+    assert run.complete and sum(run.fallbacks.values()) >= 4
     assert "known field in another case" in run.fallbacks
 
 
 @needs_scanner
 def test_scanner_stops_and_the_reference_resumes(tmp_path) -> None:
-    rows = _rows()
-    rows[40]["EventStart"] = "2023-12-31T00:00:00.000Z"  # out of order: whole-window keys
-    run = _same(tmp_path, rows, part_rows=7, compress=True)
+    run = _same(tmp_path, out_of_order_rows(), part_rows=7, compress=True)
     assert not run.complete and 0 < run.written < 60

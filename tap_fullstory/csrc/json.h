@@ -19,7 +19,9 @@ static int buf_grow(Buf *b, size_t extra) {
     b->p = np; b->cap = cap;
     return 0;
 }
-#define PUT(b, src, n) do { if (buf_grow((b), (n))) { FAIL("out of memory"); } \
+/* n == 0 copies nothing: the buffer may still be unallocated (NULL), and memcpy's arguments must
+ * not be null even then (an empty RECORD head: JSONL day parts) */
+#define PUT(b, src, n) do { if ((n) == 0) break; if (buf_grow((b), (n))) { FAIL("out of memory"); } \
     memcpy((b)->p + (b)->len, (src), (n)); (b)->len += (n); } while (0)
 #define PUTC(b, c) do { if ((b)->len >= (b)->cap && buf_grow((b), 1)) { FAIL("out of memory"); } \
     (b)->p[(b)->len++] = (char)(c); } while (0)
