@@ -76,17 +76,20 @@ class _Metric(str, enum.Enum):
     MISFIT_VALUE_COUNT = "misfit_value_count"
 
 
-def count_quarantined(stream: Stream, rows: int, **tags: t.Any) -> None:
-    """Log the Singer counter metric `quarantined_row_count` (rows set aside by
-    on_bad_row=quarantine) through the SDK's metrics logger, like its `record_count`."""
+def _count(stream: Stream, metric: _Metric, value: int, tags: dict[str, t.Any]) -> None:
+    """Log one of the tap's Singer counter metrics through the SDK's metrics logger, like its
+    `record_count` (tagged with the stream)."""
     tags = {metrics.Tag.STREAM: stream.name, **tags}
-    with metrics.Counter(_Metric.QUARANTINED_ROW_COUNT, tags) as counter:  # type: ignore[arg-type]
-        counter.increment(rows)
+    with metrics.Counter(t.cast(metrics.Metric, metric), tags) as counter:
+        counter.increment(value)
+
+
+def count_quarantined(stream: Stream, rows: int, **tags: t.Any) -> None:
+    """The metric `quarantined_row_count`: rows set aside by on_bad_row=quarantine."""
+    _count(stream, _Metric.QUARANTINED_ROW_COUNT, rows, tags)
 
 
 def count_misfits(stream: Stream, field: str, values: int, **tags: t.Any) -> None:
-    """Log the Singer counter metric `misfit_value_count` (values of `field` the misfit rule
-    nulled, their originals kept in CustomVars: `fits`) through the SDK's metrics logger."""
-    metric = t.cast(metrics.Metric, _Metric.MISFIT_VALUE_COUNT)
-    with metrics.Counter(metric, {metrics.Tag.STREAM: stream.name, "field": field, **tags}) as counter:
-        counter.increment(values)
+    """The metric `misfit_value_count`: values of `field` the misfit rule nulled, their
+    originals kept in CustomVars (`fits`)."""
+    _count(stream, _Metric.MISFIT_VALUE_COUNT, values, {"field": field, **tags})

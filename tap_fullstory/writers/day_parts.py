@@ -78,14 +78,17 @@ class JsonlDayWriter:
         line what `add` writes for its record), cut where a part reaches `part_rows`."""
         self._flush()
         self.rows += rows
-        while rows > self.part_rows - self._in_part:
-            room = self.part_rows - self._in_part
-            buf = bytes(data)  # a cut is rare (once per part): one copy to search
-            cut = -1
-            for _ in range(room):
-                cut = buf.find(b"\n", cut + 1)
-            self._write(buf[:cut + 1], room)
-            data, rows = memoryview(buf)[cut + 1:], rows - room
+        room = self.part_rows - self._in_part
+        if rows > room:  # a cut (once per part): one copy of the lines to search, sliced after
+            text = bytes(data)
+            data, start = memoryview(text), 0
+            while rows > room:
+                end = start - 1
+                for _ in range(room):
+                    end = text.find(b"\n", end + 1)
+                self._write(data[start:end + 1], room)  # fills the part: it is committed
+                start, rows, room = end + 1, rows - room, self.part_rows
+            data = data[start:]
         if rows:
             self._write(data, rows)
 
