@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/e2e.py [--events N | --events-per-hour 42000] [--seed 11]
                                   [--only duckdb,postgres-parquet,hauser] [--cap bigquery=100000]
-                                  [--timeout 3600] [--max-rss-gb 12] [--list]
+                                  [--repeat 3] [--timeout 3600] [--max-rss-gb 12] [--list]
 
 One emulator serves one UTC day (default `--seed 11 --events-per-hour 42000`, 997,137 events); the
 day's export is built and downloaded before anything is timed, so every pairing reads the same bytes
@@ -13,7 +13,9 @@ peak RSS of the whole process tree (Meltano + tap + target), then the rows that 
 the warehouse. A run that exits non-zero, or loads a row count (or distinct EventId count) other than
 the export's, is a FAILURE, never a figure. Beside each warehouse: its own speed on the same bytes
 (see e2e_warehouses.py), and hauser on the same day (e2e_hauser.py). A pairing whose plugin, service
-or tap mode is missing here is reported as "not available: <reason>".
+or tap mode is missing here is reported as "not available: <reason>". Before any timing the tap and
+the plugin venvs are compiled to bytecode (as a pip install and any second run have them) and a new
+PostgreSQL server is warmed; `--repeat N` runs every pairing N times in rotated order (e2e_report.py).
 
 Writes bench/out/e2e.json and prints one table. Services (PostgreSQL, the BigQuery stand-ins) are
 started only for the pairings selected, and stopped at the end.
@@ -27,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +41,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import e2e_hauser  # noqa: E402
+from bench import e2e_hauser, e2e_report  # noqa: E402
 from bench.e2e_proc import cpu_seconds, run_watched, tail  # noqa: E402
 from bench.e2e_redshift import Redshift  # noqa: E402
 from bench.e2e_warehouses import WAREHOUSES, Warehouse, started  # noqa: E402
@@ -289,9 +292,24 @@ def select(only: str, caps: dict[str, int]) -> list[Pairing]:
     return [dataclasses.replace(p, max_events=caps.get(p.name, p.max_events)) for p in chosen]
 
 
+def compile_bytecode(pairings: list[Pairing]) -> None:
+    """Compile the tap and the plugins' venvs before anything is timed. pip compiles at install and
+    Python caches what it imports, so a user's runs after the first start from bytecode; Meltano's
+    installs (uv) write none and this machine sets PYTHONDONTWRITEBYTECODE, so without this every
+    process of every pairing compiles its imports again (about 1 s per tap or target start)."""
+    trees = [ROOT / "tap_fullstory", *sorted(INSTALLED.glob("*/*/venv/lib"))]
+    trees += [(ROOT / p.tap_executable).parents[1] / "lib" for p in pairings if p.tap_executable]
+    for tree in trees:
+        if tree.exists():  # a file that does not compile (a py2 test in a package) is left as it is
+            subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0", str(tree)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run_all(pairings: list[Pairing], *, events_per_hour: int, seed: int, work: Path,
-            timeout: float, max_rss: int) -> dict[str, dict[str, t.Any]]:
-    results: dict[str, dict[str, t.Any]] = {}
+            timeout: float, max_rss: int, repeat: int = 1) -> dict[str, dict[str, t.Any]]:
+    """Each pairing `repeat` times; in round r a warehouse's pairings start from the r-th one, so none
+    is always first on its server."""
+    rounds: dict[str, list[dict[str, t.Any]]] = {p.name: [] for p in pairings}
     limits: dict[tuple[str, int], dict[str, t.Any]] = {}
     days = Days(work, seed)
 
@@ -301,50 +319,55 @@ def run_all(pairings: list[Pairing], *, events_per_hour: int, seed: int, work: P
             eph = max(1, round(p.max_events / 24))
         return days.get(eph)
 
+    def keep(p: Pairing, day: Exports | None, res: dict[str, t.Any], r: int) -> None:
+        rounds[p.name].append({**_describe(p, day), **res, "round": r})
+        e2e_report.progress(p.name if repeat == 1 else f"{p.name} (round {r + 1})", rounds[p.name][-1])
+
+    def rotated(group: list[Pairing], r: int) -> list[Pairing]:
+        return group[r % len(group):] + group[:r % len(group)]
+
+    compile_bytecode(pairings)
     try:
         for kind in [*WAREHOUSES, ""]:
             group = [p for p in pairings if p.warehouse == kind]
             if not group:
                 continue
             if kind == "":
-                for p in group:
-                    day = day_for(p)
-                    print(f"- {p.name} ...", flush=True)
-                    results[p.name] = {**_describe(p, day),
-                                       **run_hauser(day, work, timeout=timeout, max_rss=max_rss)}
-                    _progress(p.name, results[p.name])
+                for r in range(repeat):
+                    for p in rotated(group, r):
+                        day = day_for(p)
+                        print(f"- {p.name} ...", flush=True)
+                        keep(p, day, run_hauser(day, work, timeout=timeout, max_rss=max_rss), r)
                 continue
             why = WAREHOUSES[kind]().unavailable()
             if why:
                 for p in group:
-                    results[p.name] = {**_describe(p, None), "status": f"not available: {why}"}
-                    _progress(p.name, results[p.name])
+                    keep(p, None, {"status": f"not available: {why}"}, 0)
                 continue
             with started(kind, work) as wh:
-                for p in group:
-                    day = day_for(p)
-                    print(f"- {p.name}: meltano run {p.tap} {p.target} ...", flush=True)
-                    res, project = run_meltano(p, wh, day, work, timeout=timeout, max_rss=max_rss)
-                    key = (kind, day.events)
-                    if res["status"] == "ok" and key not in limits and project is not None:
-                        try:
-                            limits[key] = wh.limit(day.segment_gz, p.name, project) or {}
-                        except Exception as exc:
-                            limits[key] = {"error": str(exc)}
-                    res["limit"] = limits.get(key) or {"note": wh.limit_note}
-                    res["limit"].setdefault("note", wh.limit_note)
-                    results[p.name] = {**_describe(p, day), **res}
-                    _progress(p.name, results[p.name])
-                    if project is not None:
-                        shutil.rmtree(project, ignore_errors=True)
+                for r in range(repeat):
+                    for p in rotated(group, r):
+                        day = day_for(p)
+                        print(f"- {p.name}: meltano run {p.tap} {p.target} ...", flush=True)
+                        res, project = run_meltano(p, wh, day, work, timeout=timeout, max_rss=max_rss)
+                        key = (kind, day.events)
+                        if res["status"] == "ok" and key not in limits and project is not None:
+                            try:
+                                limits[key] = wh.limit(day.segment_gz, p.name, project) or {}
+                            except Exception as exc:
+                                limits[key] = {"error": str(exc)}
+                        keep(p, day, res, r)
+                        if project is not None:
+                            shutil.rmtree(project, ignore_errors=True)
     finally:
         days.close()
-    # a limit measured after a pairing of the same warehouse and day applies to it too
+    results = {name: e2e_report.combine(rs) for name, rs in rounds.items() if rs}
+    # the warehouse's own speed, measured once per warehouse and day, stands beside each pairing that ran
     for name, r in results.items():
         p = BY_NAME[name]
-        lim = limits.get((p.warehouse, r.get("events_requested", 0)))
-        if lim and "rows_per_s" not in r.get("limit", {}):
-            r["limit"] = {**lim, "note": r["limit"].get("note", "")}
+        if p.warehouse and "seconds" in r:
+            lim = limits.get((p.warehouse, r["events_requested"])) or {}
+            r["limit"] = {**lim, "note": lim.get("note") or WAREHOUSES[p.warehouse].limit_note}
     hauser = results.get("hauser", {})
     for r in results.values():
         if r.get("rows_per_s") and hauser.get("rows_per_s"):
@@ -357,41 +380,6 @@ def _describe(p: Pairing, day: Exports | None) -> dict[str, t.Any]:
             "settings": {"tap": p.tap_config, "target": p.target_config}, "note": p.note,
             "events_requested": day.events if day else None,
             "rows_expected": day.rows["segment"] if day else None}
-
-
-def _progress(name: str, r: dict[str, t.Any]) -> None:
-    if r["status"] == "ok":
-        print(f"  {name}: {r['rows_loaded']:,} rows in {r['seconds']:.1f} s = {r['rows_per_s']:,} rows/s, "
-              f"peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
-    else:
-        print(f"  {name}: {r['status']}", flush=True)
-        if r.get("log_tail"):
-            print("    " + r["log_tail"].replace("\n", "\n    "), flush=True)
-
-
-def table(results: dict[str, dict[str, t.Any]]) -> str:
-    head = (f"{'pairing':17s} {'target':17s} {'mode':16s} {'rows':>10s} {'s':>7s} {'rows/s':>8s} "
-            f"{'RSS MB':>7s} {'CPU s':>6s} {'limit r/s':>10s} {'x hauser':>8s}")
-    lines = [head, "-" * len(head)]
-    for name, r in results.items():
-        left = f"{name:17s} {r['target']:17s} {r['mode'][:16]:16s}"
-        if r["status"] != "ok":
-            lines.append(f"{left} {r['status']}")
-            continue
-        lim = (r.get("limit") or {}).get("rows_per_s")
-        ratio = r.get("ratio_to_hauser")
-        lines.append(f"{left} {r['rows_loaded']:>10,d} {r['seconds']:>7.1f} {r['rows_per_s']:>8,d} "
-                     f"{r['peak_rss_mb']:>7,.0f} {r['cpu_seconds_total']:>6.0f} {f'{lim:,}' if lim else '-':>10s} "
-                     f"{f'{ratio:.2f}' if ratio else '-':>8s}")
-    lines += ["", "CPU seconds per program (2 cores: what bounds each run):"]
-    for name, r in results.items():
-        if r.get("cpu_seconds"):
-            lines.append(f"  {name:17s} " + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_seconds"].items()))
-    notes = {(r.get("limit") or {}).get("what") or "": (r.get("limit") or {}).get("note", "")
-             for r in results.values()}
-    lines += ["", "limit = the warehouse's own speed on the same rows:"]
-    lines += [f"  {what or '(none)'}: {note}" for what, note in notes.items() if note]
-    return "\n".join(lines)
 
 
 def add_day_arguments(ap: argparse.ArgumentParser) -> None:
@@ -414,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rss-gb", type=float, default=12.0,
                     help="stop a pairing whose process tree grows past this (default 12)")
     ap.add_argument("--output", default=str(OUT / "e2e.json"))
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run every pairing N times, rotating the order (default 1); the table keeps each "
+                         "pairing's round of median time, ratios are medians of same-round ratios")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, projects)")
     ap.add_argument("--list", action="store_true", help="list the pairings and exit")
     args = ap.parse_args(argv)
@@ -425,19 +416,23 @@ def main(argv: list[str] | None = None) -> int:
         caps = {k: int(v) for k, v in (c.split("=", 1) for c in args.cap)}
     except ValueError:
         ap.error("--cap takes PAIRING=N, e.g. --cap bigquery=100000")
+    if args.repeat < 1:
+        ap.error(f"--repeat: {args.repeat} must be at least 1")
     eph = round(args.events / 24) if args.events else args.events_per_hour
     pairings = select(args.only, caps)
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     began = time.time()
     try:
         results = run_all(pairings, events_per_hour=eph, seed=args.seed, work=work,
-                          timeout=args.timeout, max_rss=int(args.max_rss_gb * 2**30))
+                          timeout=args.timeout, max_rss=int(args.max_rss_gb * 2**30), repeat=args.repeat)
     finally:
         if args.keep:
             print(f"work directory kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    doc = {"events_per_hour": eph, "seed": args.seed, "pairings": results,
+    same_run = e2e_report.ratios(results)
+    doc = {"events_per_hour": eph, "seed": args.seed, "repeat": args.repeat, "pairings": results,
+           "ratios": same_run,
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                        "loadavg_at_end": os.getloadavg()},
            "wall_seconds": round(time.time() - began), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ",
@@ -445,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(doc, indent=2) + "\n")
     print()
-    print(table(results))
+    print(e2e_report.table(results, same_run))
     print(f"\nwrote {args.output}")
     return 1 if any(r["status"].startswith("FAILURE") for r in results.values()) else 0
 

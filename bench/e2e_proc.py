@@ -85,7 +85,7 @@ def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path,
                     with lock:
                         peak = max(peak, sum(r for r, _ in now), max(h for _, h in now))
                         server_peak = max(server_peak, served)
-                done.wait(0.02)
+                done.wait(0.1)  # VmHWM keeps each peak between samples; a tighter loop took CPU from the run
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
