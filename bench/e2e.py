@@ -357,6 +357,7 @@ def run_all(pairings: list[Pairing], *, events_per_hour: int, seed: int, work: P
                             except Exception as exc:
                                 limits[key] = {"error": str(exc)}
                         keep(p, day, res, r)
+                        wh.done(p.name)
                         if project is not None:
                             shutil.rmtree(project, ignore_errors=True)
     finally:

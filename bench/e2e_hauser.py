@@ -10,6 +10,7 @@ so the run is timed from start to the moment its sync file holds the end of the 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import typing as t
 from pathlib import Path
@@ -79,6 +80,7 @@ def run(binary: Path, day: Exports, work: Path, *, timeout: float, max_rss: int)
     built = _built_files(day)
     home = work / "hauser"
     save, tmp = home / "save", home / "tmp"
+    shutil.rmtree(home, ignore_errors=True)  # a round before this one (--repeat) left its files
     save.mkdir(parents=True)
     tmp.mkdir()
     cfg = home / "hauser.toml"

@@ -84,7 +84,8 @@ def table(results: dict[str, dict[str, t.Any]], same_run: list[dict[str, t.Any]]
     if same_run:
         lines += ["", "same-run ratios (rows/s over rows/s, per round; median):"]
         lines += [f"  {x['pairing']} / {x['anchor']}: {', '.join(f'{v:.2f}' for v in x['per_round'])}; "
-                  f"median {x['median']:.2f} (goal {x['goal']}: {'met' if x['met'] else 'NOT met'})"
+                  f"median {x['median']:.2f} (the goal on the 1M-event day: {x['goal']}, "
+                  f"{'met' if x['met'] else 'NOT met'})"
                   for x in same_run]
     notes = {(r.get("limit") or {}).get("what") or "": (r.get("limit") or {}).get("note", "")
              for r in results.values()}

@@ -95,6 +95,9 @@ class Warehouse:
     def limit(self, export_gz: Path, pairing: str, project: Path) -> dict[str, t.Any] | None:
         return None
 
+    def done(self, pairing: str) -> None:
+        """After a pairing is counted: free what it loaded, so nothing of it runs into the next."""
+
 
 # --- DuckDB -----------------------------------------------------------------------------------
 
@@ -201,6 +204,11 @@ class Postgres(Warehouse):
         return {"TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": self.port,
                 "TARGET_POSTGRES_USER": "postgres", "TARGET_POSTGRES_PASSWORD": "x",
                 "TARGET_POSTGRES_DATABASE": db, "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": "fullstory"}
+
+    def done(self, pairing: str) -> None:
+        # the pairing's UPDATE left a dead version of every row: autovacuum would then work through
+        # them during the next pairing
+        self.psql("warehouse", "-c", f"DROP DATABASE IF EXISTS {self._db(pairing)} WITH (FORCE)")
 
     def count(self, pairing: str, project: Path, keyed: bool) -> tuple[int, int | None]:
         distinct = 'count(distinct "EventId")' if keyed else "null"
