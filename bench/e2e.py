@@ -297,7 +297,8 @@ def compile_bytecode(pairings: list[Pairing]) -> None:
     Python caches what it imports, so a user's runs after the first start from bytecode; Meltano's
     installs (uv) write none and this machine sets PYTHONDONTWRITEBYTECODE, so without this every
     process of every pairing compiles its imports again (about 1 s per tap or target start)."""
-    trees = [ROOT / "tap_fullstory", *sorted(INSTALLED.glob("*/*/venv/lib"))]
+    trees = [ROOT / "tap_fullstory", *sorted(INSTALLED.glob("extractors/*/venv/lib")),
+             *sorted(INSTALLED.glob("loaders/*/venv/lib"))]  # not utilities/ (dbt): no pairing runs them
     trees += [(ROOT / p.tap_executable).parents[1] / "lib" for p in pairings if p.tap_executable]
     for tree in trees:
         if tree.exists():  # a file that does not compile (a py2 test in a package) is left as it is
@@ -368,7 +369,7 @@ def run_all(pairings: list[Pairing], *, events_per_hour: int, seed: int, work: P
         p = BY_NAME[name]
         if p.warehouse and "seconds" in r:
             lim = limits.get((p.warehouse, r["events_requested"])) or {}
-            r["limit"] = {**lim, "note": lim.get("note") or WAREHOUSES[p.warehouse].limit_note}
+            r["limit"] = {**lim, "note": WAREHOUSES[p.warehouse].limit_note}
     hauser = results.get("hauser", {})
     for r in results.values():
         if r.get("rows_per_s") and hauser.get("rows_per_s"):
